@@ -1,0 +1,12 @@
+//! clusterproof's core: the lab model (inputs and their parsers), the scenario contract,
+//! the runner, the event timeline and the reports. Scenarios live in the `scenarios` crate;
+//! the CLI in the `clusterproof` binary.
+
+pub mod events;
+pub mod model;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod source;
+pub mod spec;
+pub mod yaml;

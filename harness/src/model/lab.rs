@@ -1,0 +1,550 @@
+//! The lab file: one TOML file that says where the user's Omni, Proxmox and DNS are, what
+//! the cluster should look like (template and machine classes), and how checks and chaos
+//! behave. Every key is documented in `docs/lab-file.md`.
+//!
+//! Secrets are never read from this file: the Proxmox token secret and the Omni
+//! service-account key come from an environment variable or a file the lab *names*.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::source::Location;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("{path}: cannot read the lab file: {source}")]
+    Read { path: String, source: std::io::Error },
+    /// Syntax, type, unknown key or invalid value — with the place and a fix.
+    #[error("{location}: {message}")]
+    Invalid { location: Location, message: String },
+}
+
+/// The parsed lab file. Paths are already resolved against the lab file's directory.
+#[derive(Debug, Clone)]
+pub struct LabFile {
+    pub path: PathBuf,
+    pub name: String,
+    pub omni: Omni,
+    pub proxmox: Proxmox,
+    pub dns: Dns,
+    pub resources: Resources,
+    pub cluster: Cluster,
+    pub cilium: Cilium,
+    pub chaos: Chaos,
+}
+
+#[derive(Debug, Clone)]
+pub struct Omni {
+    pub endpoint: String,
+    pub omnictl: PathBuf,
+    pub provider_id: String,
+    pub lan_ip: IpAddr,
+    pub service_account_key: SecretSource,
+    pub omniconfig: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Proxmox {
+    /// Base URL ending in `/api2/json`.
+    pub url: String,
+    pub token_id: String,
+    pub token_secret: SecretSource,
+    pub tls: Tls,
+}
+
+/// Where a secret is read from when a driver connects. The value itself is never stored
+/// in the lab model, logged or reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+impl std::fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Env(v) => write!(f, "environment variable {v}"),
+            SecretSource::File(p) => write!(f, "file {}", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tls {
+    /// Verify against the system's trust store.
+    Verify,
+    /// Verify against this CA (PEM).
+    CaFile(PathBuf),
+    /// Accept exactly the certificate with this SHA-256 fingerprint (32 bytes).
+    Fingerprint([u8; 32]),
+    /// No verification at all; every report says so.
+    Insecure,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dns {
+    /// The name VMs resolve to reach Omni (SideroLink).
+    pub omni_hostname: String,
+    /// The LAN resolvers (e.g. the gateway) every Proxmox host must use.
+    pub lan_resolvers: Vec<IpAddr>,
+    /// Nameserver answering the LAN view (default: first LAN resolver, port 53).
+    pub lan_view: std::net::SocketAddr,
+    /// Nameserver answering the public view, if it should be compared.
+    pub public_view: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Resources {
+    /// Memory kept free on each host, percent of its total.
+    pub ram_headroom_percent: u8,
+    /// Space kept free on each storage, percent of its total.
+    pub storage_headroom_percent: u8,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub template: PathBuf,
+    pub machine_classes: Vec<PathBuf>,
+    /// How long provisioning may take (the plan: 10 minutes).
+    pub provision_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cilium {
+    /// Gateway API CRDs: URL or file.
+    pub gateway_api_crds: String,
+    /// Helm values passed as `--set key=value`, defaults merged with the file's.
+    pub values: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Chaos {
+    pub target: ChaosTarget,
+    pub mode: StopMode,
+    /// What to do with a victim VM that Proxmox HA manages.
+    pub ha_managed: HaPolicy,
+    pub detect_timeout: Duration,
+    pub recovery_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChaosTarget {
+    Worker,
+    ControlPlane,
+    Node(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    Stop,
+    Shutdown,
+    Reset,
+    Suspend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HaPolicy {
+    Refuse,
+    /// Set the HA resource to `stopped` for the experiment and restore its state after.
+    Disable,
+}
+
+/// The plan's `cilium install --set` values (Step 5) plus `MTU=1450`.
+pub fn default_cilium_values() -> BTreeMap<String, String> {
+    [
+        ("ipam.mode", "kubernetes"),
+        ("kubeProxyReplacement", "true"),
+        (
+            "securityContext.capabilities.ciliumAgent",
+            "{CHOWN,KILL,NET_ADMIN,NET_RAW,IPC_LOCK,SYS_ADMIN,SYS_RESOURCE,DAC_OVERRIDE,FOWNER,SETGID,SETUID}",
+        ),
+        ("securityContext.capabilities.cleanCiliumState", "{NET_ADMIN,SYS_ADMIN,SYS_RESOURCE}"),
+        ("cgroup.autoMount.enabled", "false"),
+        ("cgroup.hostRoot", "/sys/fs/cgroup"),
+        ("k8sServiceHost", "localhost"),
+        ("k8sServicePort", "7445"),
+        ("gatewayAPI.enabled", "true"),
+        ("gatewayAPI.enableAlpn", "true"),
+        ("gatewayAPI.enableAppProtocol", "true"),
+        ("MTU", "1450"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+pub const DEFAULT_GATEWAY_API_CRDS: &str =
+    "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.0.0/standard-install.yaml";
+
+// ---- raw TOML ---------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLab {
+    name: Option<String>,
+    omni: Spanned<RawOmni>,
+    proxmox: Spanned<RawProxmox>,
+    dns: Option<Spanned<RawDns>>,
+    #[serde(default)]
+    resources: RawResources,
+    cluster: Spanned<RawCluster>,
+    #[serde(default)]
+    cilium: RawCilium,
+    #[serde(default)]
+    chaos: RawChaos,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOmni {
+    endpoint: Spanned<String>,
+    omnictl: Option<String>,
+    provider_id: Spanned<String>,
+    lan_ip: Spanned<String>,
+    service_account_key_env: Option<String>,
+    service_account_key_file: Option<String>,
+    omniconfig: Option<String>,
+    /// Only here to give a clear refusal.
+    service_account_key: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProxmox {
+    url: Spanned<String>,
+    token_id: Spanned<String>,
+    token_secret_env: Option<String>,
+    token_secret_file: Option<String>,
+    /// Only here to give a clear refusal.
+    token_secret: Option<Spanned<toml::Value>>,
+    tls: Option<Spanned<RawTls>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_file: Option<String>,
+    fingerprint: Option<Spanned<String>>,
+    #[serde(default)]
+    insecure: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    omni_hostname: Option<String>,
+    lan_resolvers: Spanned<Vec<String>>,
+    lan_view: Option<Spanned<String>>,
+    public_view: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResources {
+    #[serde(default = "ten")]
+    ram_headroom_percent: Spanned<u8>,
+    #[serde(default = "ten")]
+    storage_headroom_percent: Spanned<u8>,
+}
+
+fn ten() -> Spanned<u8> {
+    Spanned::new(0..0, 10)
+}
+
+impl Default for RawResources {
+    fn default() -> Self {
+        RawResources { ram_headroom_percent: ten(), storage_headroom_percent: ten() }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    template: Spanned<String>,
+    machine_classes: Spanned<Vec<Spanned<String>>>,
+    provision_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCilium {
+    gateway_api_crds: Option<String>,
+    #[serde(default)]
+    values: BTreeMap<String, Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawChaos {
+    target: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
+    ha_managed: Option<Spanned<String>>,
+    detect_timeout: Option<Spanned<String>>,
+    recovery_timeout: Option<Spanned<String>>,
+}
+
+impl LabFile {
+    pub fn load(path: &Path) -> Result<Self, LabError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| LabError::Read { path: path.display().to_string(), source })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, LabError> {
+        let cx = Cx { path, text };
+        let raw: RawLab = toml::from_str(text).map_err(|e| {
+            let msg = e.message().trim().to_string();
+            let msg = if msg.contains("unknown field") { format!("{msg}; see docs/lab-file.md for every key") } else { msg };
+            cx.invalid(e.span().map(|s| s.start), msg)
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: &str| if Path::new(p).is_absolute() { PathBuf::from(p) } else { base.join(p) };
+
+        // --- omni
+        let o = raw.omni.get_ref();
+        if let Some(k) = &o.service_account_key {
+            return Err(cx.invalid(Some(k.span().start), "the Omni service-account key must not be written in the lab file; set `service_account_key_env` (default OMNI_SERVICE_ACCOUNT_KEY) or `service_account_key_file` instead"));
+        }
+        let endpoint = o.endpoint.get_ref().trim_end_matches('/').to_string();
+        if !["https://", "http://", "grpc://"].iter().any(|s| endpoint.starts_with(s)) {
+            return Err(cx.invalid(Some(o.endpoint.span().start), format!("omni.endpoint \"{endpoint}\" must start with https://, http:// or grpc://")));
+        }
+        let lan_ip = parse_ip(&cx, &o.lan_ip, "omni.lan_ip")?;
+        let service_account_key = match (&o.service_account_key_env, &o.service_account_key_file) {
+            (Some(_), Some(_)) => return Err(cx.invalid(Some(raw.omni.span().start), "set only one of omni.service_account_key_env and omni.service_account_key_file")),
+            (_, Some(f)) => SecretSource::File(resolve(f)),
+            (Some(e), None) => SecretSource::Env(e.clone()),
+            (None, None) => SecretSource::Env("OMNI_SERVICE_ACCOUNT_KEY".into()),
+        };
+        if o.provider_id.get_ref().trim().is_empty() {
+            return Err(cx.invalid(Some(o.provider_id.span().start), "omni.provider_id is empty; set it to the provider's --id (e.g. \"proxmox\")"));
+        }
+        let omni = Omni {
+            endpoint: endpoint.clone(),
+            omnictl: o.omnictl.as_deref().map(|s| if s.contains('/') { resolve(s) } else { PathBuf::from(s) }).unwrap_or_else(|| PathBuf::from("omnictl")),
+            provider_id: o.provider_id.get_ref().clone(),
+            lan_ip,
+            service_account_key,
+            omniconfig: o.omniconfig.as_deref().map(resolve),
+        };
+
+        // --- proxmox
+        let p = raw.proxmox.get_ref();
+        if let Some(s) = &p.token_secret {
+            return Err(cx.invalid(Some(s.span().start), "the Proxmox token secret must not be written in the lab file; set `token_secret_env` (an environment variable name) or `token_secret_file` instead"));
+        }
+        let token_secret = match (&p.token_secret_env, &p.token_secret_file) {
+            (Some(_), Some(_)) => return Err(cx.invalid(Some(raw.proxmox.span().start), "set only one of proxmox.token_secret_env and proxmox.token_secret_file")),
+            (Some(e), None) => SecretSource::Env(e.clone()),
+            (None, Some(f)) => SecretSource::File(resolve(f)),
+            (None, None) => return Err(cx.invalid(Some(raw.proxmox.span().start), "[proxmox] needs `token_secret_env` or `token_secret_file` to say where the API token secret is")),
+        };
+        let token_id = p.token_id.get_ref();
+        if !token_id.contains('@') || !token_id.contains('!') {
+            return Err(cx.invalid(Some(p.token_id.span().start), format!("proxmox.token_id \"{token_id}\" is not of the form USER@REALM!TOKENNAME (e.g. \"clusterproof@pve!preflight\")")));
+        }
+        let mut url = p.url.get_ref().trim_end_matches('/').to_string();
+        if !url.starts_with("https://") {
+            return Err(cx.invalid(Some(p.url.span().start), format!("proxmox.url \"{url}\" must start with https:// (the Proxmox API is served over TLS on port 8006)")));
+        }
+        if !url.ends_with("/api2/json") {
+            url.push_str("/api2/json");
+        }
+        let tls = match &p.tls {
+            None => Tls::Verify,
+            Some(t) => {
+                let r = t.get_ref();
+                let set = usize::from(r.ca_file.is_some()) + usize::from(r.fingerprint.is_some()) + usize::from(r.insecure);
+                if set > 1 {
+                    return Err(cx.invalid(Some(t.span().start), "[proxmox.tls] takes only one of ca_file, fingerprint, insecure"));
+                }
+                if let Some(ca) = &r.ca_file {
+                    Tls::CaFile(resolve(ca))
+                } else if let Some(fp) = &r.fingerprint {
+                    Tls::Fingerprint(parse_fingerprint(fp.get_ref()).ok_or_else(|| {
+                        cx.invalid(Some(fp.span().start), "proxmox.tls.fingerprint must be a SHA-256 fingerprint: 32 hex bytes, optionally separated by `:` (as shown under Datacenter → Node → Certificates)")
+                    })?)
+                } else if r.insecure {
+                    Tls::Insecure
+                } else {
+                    Tls::Verify
+                }
+            }
+        };
+        let proxmox = Proxmox { url, token_id: token_id.clone(), token_secret, tls };
+
+        // --- dns
+        let default_host = endpoint.split("://").nth(1).unwrap_or("").split([':', '/']).next().unwrap_or("").to_string();
+        let dns = match &raw.dns {
+            None => return Err(cx.invalid(None, "the lab file has no [dns] table; add `lan_resolvers = [\"<your LAN gateway IP>\"]` under [dns]")),
+            Some(d) => {
+                let d_ref = d.get_ref();
+                let mut lan_resolvers = Vec::new();
+                for r in d_ref.lan_resolvers.get_ref() {
+                    lan_resolvers.push(r.parse::<IpAddr>().map_err(|_| cx.invalid(Some(d_ref.lan_resolvers.span().start), format!("dns.lan_resolvers: \"{r}\" is not an IP address")))?);
+                }
+                if lan_resolvers.is_empty() {
+                    return Err(cx.invalid(Some(d_ref.lan_resolvers.span().start), "dns.lan_resolvers is empty; list the LAN resolver(s) the Proxmox hosts must use"));
+                }
+                let lan_view = match &d_ref.lan_view {
+                    Some(v) => parse_sock(&cx, v, "dns.lan_view")?,
+                    None => std::net::SocketAddr::new(lan_resolvers[0], 53),
+                };
+                let public_view = d_ref.public_view.as_ref().map(|v| parse_sock(&cx, v, "dns.public_view")).transpose()?;
+                Dns { omni_hostname: d_ref.omni_hostname.clone().unwrap_or(default_host), lan_resolvers, lan_view, public_view }
+            }
+        };
+
+        // --- resources
+        for (v, key) in [(&raw.resources.ram_headroom_percent, "ram_headroom_percent"), (&raw.resources.storage_headroom_percent, "storage_headroom_percent")] {
+            if *v.get_ref() > 90 {
+                return Err(cx.invalid(Some(v.span().start), format!("resources.{key} is {}%; use a value between 0 and 90", v.get_ref())));
+            }
+        }
+        let resources = Resources {
+            ram_headroom_percent: *raw.resources.ram_headroom_percent.get_ref(),
+            storage_headroom_percent: *raw.resources.storage_headroom_percent.get_ref(),
+        };
+
+        // --- cluster
+        let c = raw.cluster.get_ref();
+        let template = resolve(c.template.get_ref());
+        if !template.is_file() {
+            return Err(cx.invalid(Some(c.template.span().start), format!("cluster.template: no such file {} (paths are relative to the lab file)", template.display())));
+        }
+        let mut machine_classes = Vec::new();
+        for mc in c.machine_classes.get_ref() {
+            let p = resolve(mc.get_ref());
+            if !p.is_file() {
+                return Err(cx.invalid(Some(mc.span().start), format!("cluster.machine_classes: no such file {} (paths are relative to the lab file)", p.display())));
+            }
+            machine_classes.push(p);
+        }
+        if machine_classes.is_empty() {
+            return Err(cx.invalid(Some(c.machine_classes.span().start), "cluster.machine_classes is empty; list the machine class files the template uses"));
+        }
+        let provision_timeout = duration(&cx, c.provision_timeout.as_ref(), "cluster.provision_timeout", Duration::from_secs(600))?;
+        let cluster = Cluster { template, machine_classes, provision_timeout };
+
+        // --- cilium
+        let mut values = default_cilium_values();
+        for (k, v) in &raw.cilium.values {
+            let text = match v.get_ref() {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                _ => return Err(cx.invalid(Some(v.span().start), format!("cilium.values.\"{k}\" must be a string, number or boolean (it becomes `--set {k}=VALUE`)"))),
+            };
+            values.insert(k.clone(), text);
+        }
+        let cilium = Cilium {
+            gateway_api_crds: raw.cilium.gateway_api_crds.clone().unwrap_or_else(|| DEFAULT_GATEWAY_API_CRDS.into()),
+            values,
+        };
+
+        // --- chaos
+        let ch = &raw.chaos;
+        let target = match ch.target.as_ref().map(|t| t.get_ref().as_str()) {
+            None | Some("worker") => ChaosTarget::Worker,
+            Some("control-plane") => ChaosTarget::ControlPlane,
+            Some(n) if !n.is_empty() => ChaosTarget::Node(n.to_string()),
+            Some(_) => return Err(cx.invalid(ch.target.as_ref().map(|t| t.span().start), "chaos.target is empty; use \"worker\", \"control-plane\" or a node name")),
+        };
+        let mode = match ch.mode.as_ref().map(|t| t.get_ref().as_str()) {
+            None | Some("stop") => StopMode::Stop,
+            Some("shutdown") => StopMode::Shutdown,
+            Some("reset") => StopMode::Reset,
+            Some("suspend") => StopMode::Suspend,
+            Some(other) => return Err(cx.invalid(ch.mode.as_ref().map(|t| t.span().start), format!("chaos.mode \"{other}\" is not one of stop, shutdown, reset, suspend"))),
+        };
+        let ha_managed = match ch.ha_managed.as_ref().map(|t| t.get_ref().as_str()) {
+            None | Some("refuse") => HaPolicy::Refuse,
+            Some("disable") => HaPolicy::Disable,
+            Some(other) => return Err(cx.invalid(ch.ha_managed.as_ref().map(|t| t.span().start), format!("chaos.ha_managed \"{other}\" is not one of refuse, disable"))),
+        };
+        let chaos = Chaos {
+            target,
+            mode,
+            ha_managed,
+            detect_timeout: duration(&cx, ch.detect_timeout.as_ref(), "chaos.detect_timeout", Duration::from_secs(120))?,
+            recovery_timeout: duration(&cx, ch.recovery_timeout.as_ref(), "chaos.recovery_timeout", Duration::from_secs(600))?,
+        };
+
+        Ok(LabFile {
+            path: path.to_path_buf(),
+            name: raw.name.unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()),
+            omni,
+            proxmox,
+            dns,
+            resources,
+            cluster,
+            cilium,
+            chaos,
+        })
+    }
+}
+
+struct Cx<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Cx<'_> {
+    fn invalid(&self, offset: Option<usize>, message: impl Into<String>) -> LabError {
+        let file = std::sync::Arc::new(self.path.to_path_buf());
+        let location = match offset {
+            Some(o) => {
+                let (line, col) = line_col(self.text, o);
+                Location::new(&file, line, col)
+            }
+            None => Location::new(&file, 0, 0),
+        };
+        LabError::Invalid { location, message: message.into() }
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (u64, u64) {
+    let offset = offset.min(text.len());
+    let before = &text[..text.floor_char_boundary(offset)];
+    let line = before.matches('\n').count() as u64 + 1;
+    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) as u64 + 1;
+    (line, col)
+}
+
+fn parse_ip(cx: &Cx, v: &Spanned<String>, key: &str) -> Result<IpAddr, LabError> {
+    v.get_ref().parse().map_err(|_| cx.invalid(Some(v.span().start), format!("{key}: \"{}\" is not an IP address", v.get_ref())))
+}
+
+fn parse_sock(cx: &Cx, v: &Spanned<String>, key: &str) -> Result<std::net::SocketAddr, LabError> {
+    let s = v.get_ref();
+    s.parse()
+        .or_else(|_| s.parse::<IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+        .map_err(|_| cx.invalid(Some(v.span().start), format!("{key}: \"{s}\" is not IP or IP:PORT")))
+}
+
+fn duration(cx: &Cx, v: Option<&Spanned<String>>, key: &str, default: Duration) -> Result<Duration, LabError> {
+    match v {
+        None => Ok(default),
+        Some(v) => humantime::parse_duration(v.get_ref())
+            .map_err(|e| cx.invalid(Some(v.span().start), format!("{key}: \"{}\" is not a duration ({e}); write e.g. \"10m\" or \"1m 30s\"", v.get_ref()))),
+    }
+}
+
+fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
+    let hex: String = s.chars().filter(|c| *c != ':').collect();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}

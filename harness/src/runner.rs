@@ -1,0 +1,233 @@
+//! Runs scenarios: phases in order, the scenarios of one phase concurrently, each in its own
+//! task with a timeout, panics turned into `error` outcomes. A phase with a failure or error
+//! stops the phases after it (their scenarios are recorded as skipped). An interrupt (Ctrl-C)
+//! ends the run early, recording what did not finish, so reports are always complete.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::events::{Event, EventBus, EventKind, ScenarioInfo, Subscriber};
+use crate::scenario::{Context, Lab, Outcome, Phase, Scenario, Verdict};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The command line the run was started with (for reports).
+    pub command: String,
+    pub run_id: String,
+    pub scenario_timeout: Duration,
+}
+
+/// One scenario's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioRecord {
+    pub id: String,
+    pub phase: Phase,
+    pub proves: String,
+    pub outcome: Outcome,
+}
+
+/// Everything a report needs, built only from events.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub command: String,
+    pub lab: String,
+    pub inputs: Vec<String>,
+    pub started: String,
+    pub finished: String,
+    pub duration_secs: f64,
+    pub interrupted: Option<String>,
+    pub scenarios: Vec<ScenarioRecord>,
+    pub exit_code: i32,
+}
+
+impl RunRecord {
+    pub fn count(&self, v: Verdict) -> usize {
+        self.scenarios.iter().filter(|s| s.outcome.verdict == v).count()
+    }
+
+    pub fn worst(&self) -> Option<Verdict> {
+        self.scenarios.iter().map(|s| s.outcome.verdict).max()
+    }
+}
+
+/// The subscriber that turns events into a [`RunRecord`].
+#[derive(Clone, Default)]
+pub struct Recorder(Arc<Mutex<RunRecord>>);
+
+impl Recorder {
+    pub fn record(&self) -> RunRecord {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Subscriber for Recorder {
+    fn on_event(&mut self, e: &Event) {
+        let mut r = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        r.finished = e.wall.clone();
+        r.duration_secs = e.t;
+        match &e.kind {
+            EventKind::RunStarted { run_id, command, lab, inputs, .. } => {
+                r.run_id = run_id.clone();
+                r.command = command.clone();
+                r.lab = lab.clone();
+                r.inputs = inputs.clone();
+                r.started = e.wall.clone();
+            }
+            EventKind::ScenarioFinished { id, phase, proves, outcome } => r.scenarios.push(ScenarioRecord {
+                id: id.clone(),
+                phase: *phase,
+                proves: proves.clone(),
+                outcome: outcome.clone(),
+            }),
+            EventKind::RunInterrupted { reason } => r.interrupted = Some(reason.clone()),
+            EventKind::RunFinished { exit_code } => r.exit_code = *exit_code,
+            _ => {}
+        }
+    }
+}
+
+/// Process exit codes (DESIGN §6).
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const BAD_INPUT: i32 = 2;
+    pub const NOT_EVALUATED: i32 = 3;
+    pub const WARNINGS_STRICT: i32 = 4;
+}
+
+/// 0 all pass, 1 a check failed, 3 the harness could not evaluate (errors, an interrupted
+/// run, or nothing evaluated), 4 warnings only with `strict`.
+pub fn exit_code(record: &RunRecord, strict: bool) -> i32 {
+    let evaluated = record.scenarios.iter().any(|s| s.outcome.verdict != Verdict::Skip);
+    if record.count(Verdict::Fail) > 0 {
+        exit::FAILED
+    } else if record.count(Verdict::Error) > 0 || record.interrupted.is_some() || !evaluated {
+        exit::NOT_EVALUATED
+    } else if strict && record.count(Verdict::Warn) > 0 {
+        exit::WARNINGS_STRICT
+    } else {
+        exit::OK
+    }
+}
+
+/// Run `scenarios` against `lab`. `interrupt` resolving ends the run early.
+pub async fn run(
+    lab: Arc<Lab>,
+    scenarios: Vec<Arc<dyn Scenario>>,
+    bus: &EventBus,
+    opts: &RunOptions,
+    interrupt: impl Future<Output = String>,
+) -> Vec<ScenarioRecord> {
+    bus.emit(EventKind::RunStarted {
+        run_id: opts.run_id.clone(),
+        command: opts.command.clone(),
+        lab: lab.spec.lab.name.clone(),
+        inputs: lab.spec.input_files().iter().map(|p| p.display().to_string()).collect(),
+        scenarios: scenarios
+            .iter()
+            .map(|s| ScenarioInfo { id: s.id().into(), phase: s.phase(), proves: s.proves().into() })
+            .collect(),
+    });
+    let mut results = Vec::new();
+    let mut stop_reason: Option<String> = None;
+    let mut interrupted = false;
+    tokio::pin!(interrupt);
+    for phase in Phase::ALL {
+        let in_phase: Vec<_> = scenarios.iter().filter(|s| s.phase() == phase).cloned().collect();
+        if in_phase.is_empty() {
+            continue;
+        }
+        if let Some(reason) = &stop_reason {
+            for s in in_phase {
+                results.push(finish(bus, &*s, Outcome::skip(format!("not run: {reason}"))));
+            }
+            continue;
+        }
+        bus.emit(EventKind::PhaseStarted { phase });
+        let mut pending = Vec::new();
+        for s in in_phase {
+            if let Some(missing) = s.needs().iter().find(|n| !lab.has(**n)) {
+                let msg = format!("needs {missing:?}, which this run does not connect to (offline)");
+                results.push(finish(bus, &*s, Outcome::skip(msg)));
+                continue;
+            }
+            bus.emit(EventKind::ScenarioStarted { id: s.id().into(), phase });
+            let cx = Context { lab: Arc::clone(&lab), events: bus.emitter(s.id()) };
+            let timeout = opts.scenario_timeout;
+            let task_s = Arc::clone(&s);
+            let handle = tokio::spawn(async move {
+                let start = Instant::now();
+                let out = match tokio::time::timeout(timeout, task_s.run(&cx)).await {
+                    Ok(o) => o,
+                    Err(_) => Outcome::error(format!("did not finish within {}", humantime::format_duration(timeout))),
+                };
+                (out, start.elapsed())
+            });
+            pending.push((s, handle, Instant::now()));
+        }
+        let mut phase_failed = false;
+        for (s, mut handle, started) in pending {
+            let joined = if interrupted {
+                None
+            } else {
+                tokio::select! {
+                    r = &mut handle => Some(r),
+                    reason = &mut interrupt => {
+                        bus.emit(EventKind::RunInterrupted { reason: reason.clone() });
+                        stop_reason = Some(format!("run interrupted ({reason})"));
+                        interrupted = true;
+                        None
+                    }
+                }
+            };
+            if joined.is_none() {
+                // Interrupted: what is still running gets no more time.
+                handle.abort();
+            }
+            let outcome = match joined {
+                Some(Ok((mut o, took))) => {
+                    o.duration = took;
+                    o
+                }
+                Some(Err(e)) if e.is_panic() => {
+                    let mut o = Outcome::error(format!("scenario panicked: {}", panic_text(e.into_panic())));
+                    o.duration = started.elapsed();
+                    o
+                }
+                Some(Err(_)) | None => {
+                    let mut o = Outcome::error(stop_reason.clone().unwrap_or_else(|| "cancelled".into()));
+                    o.duration = started.elapsed();
+                    o
+                }
+            };
+            phase_failed |= matches!(outcome.verdict, Verdict::Fail | Verdict::Error);
+            results.push(finish(bus, &*s, outcome));
+        }
+        if phase_failed && stop_reason.is_none() {
+            stop_reason = Some(format!("the {phase} phase did not pass"));
+        }
+    }
+    results
+}
+
+fn finish(bus: &EventBus, s: &dyn Scenario, outcome: Outcome) -> ScenarioRecord {
+    let rec = ScenarioRecord { id: s.id().into(), phase: s.phase(), proves: s.proves().into(), outcome };
+    bus.emit(EventKind::ScenarioFinished {
+        id: rec.id.clone(),
+        phase: rec.phase,
+        proves: rec.proves.clone(),
+        outcome: rec.outcome.clone(),
+    });
+    rec
+}
+
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

@@ -1,0 +1,213 @@
+//! What a check is (`Scenario`), what it concludes (`Outcome`), and what it may use (`Lab`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use crate::events::Emitter;
+use crate::source::{Finding, Severity};
+use crate::spec::LabSpec;
+
+/// When a scenario runs. Phases run in this order; a failed phase stops the ones after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Preflight,
+    Provision,
+    Verify,
+    Chaos,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 4] = [Phase::Preflight, Phase::Provision, Phase::Verify, Phase::Chaos];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Preflight => "preflight",
+            Phase::Provision => "provision",
+            Phase::Verify => "verify",
+            Phase::Chaos => "chaos",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a scenario needs from the lab. The runner skips a scenario whose needs are not
+/// available (e.g. `lint` has no live drivers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Need {
+    /// Only the parsed inputs (lab file, template, classes): works offline.
+    Spec,
+    Proxmox,
+    Dns,
+    Omni,
+    Kube,
+}
+
+/// A check. One module per scenario in the `scenarios` crate; the doc comment of the module
+/// names the plan line it proves.
+pub trait Scenario: Send + Sync {
+    /// Stable id, `phase::name`, e.g. `preflight::template`.
+    fn id(&self) -> &'static str;
+    fn phase(&self) -> Phase;
+    /// The line of the deployment plan this scenario proves.
+    fn proves(&self) -> &'static str;
+    fn needs(&self) -> &'static [Need];
+    fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome>;
+}
+
+/// The connected lab: parsed inputs plus the drivers this run may use. Drivers that are
+/// not connected are `None` (offline lint has only the spec).
+pub struct Lab {
+    pub spec: LabSpec,
+}
+
+impl Lab {
+    pub fn offline(spec: LabSpec) -> Self {
+        Lab { spec }
+    }
+
+    pub fn has(&self, need: Need) -> bool {
+        matches!(need, Need::Spec)
+    }
+}
+
+/// What a running scenario gets: the lab and a way to record observations.
+pub struct Context {
+    pub lab: Arc<Lab>,
+    pub events: Emitter,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Skip,
+    Warn,
+    Fail,
+    /// The harness could not evaluate.
+    Error,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Skip => "skip",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "fail",
+            Verdict::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Metric {
+    pub value: f64,
+    pub unit: String,
+}
+
+/// What a scenario concluded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    /// One line.
+    pub message: String,
+    /// Facts observed, one per line.
+    pub evidence: Vec<String>,
+    /// What a person should do, from the plan's red flags and known failure modes.
+    pub remediation: Option<String>,
+    /// Problems in the user's inputs, each with file:line:col.
+    pub findings: Vec<Finding>,
+    pub metrics: BTreeMap<String, Metric>,
+    /// Set by the runner.
+    #[serde(with = "duration_secs")]
+    pub duration: Duration,
+}
+
+impl Outcome {
+    pub fn new(verdict: Verdict, message: impl Into<String>) -> Self {
+        Outcome {
+            verdict,
+            message: message.into(),
+            evidence: Vec::new(),
+            remediation: None,
+            findings: Vec::new(),
+            metrics: BTreeMap::new(),
+            duration: Duration::ZERO,
+        }
+    }
+
+    pub fn pass(message: impl Into<String>) -> Self {
+        Self::new(Verdict::Pass, message)
+    }
+
+    pub fn skip(message: impl Into<String>) -> Self {
+        Self::new(Verdict::Skip, message)
+    }
+
+    pub fn error(message: impl Into<String>) -> Self {
+        Self::new(Verdict::Error, message)
+    }
+
+    /// An outcome decided by findings: fail on any error, warn on any warning, else pass.
+    /// `summary` describes what was checked ("3 documents, 2 machine sets").
+    pub fn from_findings(mut findings: Vec<Finding>, summary: &str) -> Self {
+        crate::source::sort_findings(&mut findings);
+        let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
+        let warnings = findings.iter().filter(|f| f.severity == Severity::Warning).count();
+        let (verdict, message) = match (errors, warnings) {
+            (0, 0) => (Verdict::Pass, summary.to_string()),
+            (0, w) => (Verdict::Warn, format!("{w} warning(s): {}", first_message(&findings, Severity::Warning))),
+            (e, _) => (Verdict::Fail, format!("{e} problem(s): {}", first_message(&findings, Severity::Error))),
+        };
+        let mut o = Outcome::new(verdict, message);
+        o.remediation = findings.iter().find(|f| f.severity >= Severity::Warning && !f.fix.is_empty()).map(|f| f.fix.clone());
+        o.findings = findings;
+        o
+    }
+
+    pub fn evidence(mut self, line: impl Into<String>) -> Self {
+        self.evidence.push(line.into());
+        self
+    }
+
+    pub fn remediation(mut self, hint: impl Into<String>) -> Self {
+        self.remediation = Some(hint.into());
+        self
+    }
+
+    pub fn metric(mut self, name: &str, value: f64, unit: &str) -> Self {
+        self.metrics.insert(name.to_string(), Metric { value, unit: unit.to_string() });
+        self
+    }
+}
+
+fn first_message(findings: &[Finding], sev: Severity) -> String {
+    findings.iter().find(|f| f.severity == sev).map(|f| format!("{} ({})", f.message, f.rule)).unwrap_or_default()
+}
+
+pub(crate) mod duration_secs {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
