@@ -1,1 +1,379 @@
-fn main(){}
+//! `clusterproof` — the command line. Only argument handling and printing live here; the
+//! model, runner and reports are in `harness`, the checks in `scenarios`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use harness::events::{EventBus, EventKind, FnSubscriber, JsonlWriter};
+use harness::runner::{self, Recorder, RunOptions, exit};
+use harness::scenario::{Lab, Need, Phase, Scenario, Verdict};
+use harness::source::{Severity, sort_findings};
+use harness::spec::{LabSpec, Overrides};
+
+#[derive(Parser)]
+#[command(name = "clusterproof", version, about = "Validation and chaos test harness for Talos clusters provisioned by Omni on Proxmox VE with Cilium.", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the cluster template and machine classes offline (no cluster needed).
+    ///
+    /// With no arguments, lints the bundled seed lab. Exit 0 clean (warnings allowed),
+    /// 1 problems found, 2 a file could not be read or is not valid YAML/TOML.
+    Lint(LintArgs),
+    /// List every scenario: id, phase, and the plan line it proves.
+    List,
+    /// Run the preflight checks (before `omnictl cluster template sync`).
+    Preflight(RunArgs),
+    /// Run the provisioning steps (machine classes, template sync, kubeconfig, Cilium).
+    Provision(RunArgs),
+    /// Verify every Definition-of-Done item on a running cluster.
+    Verify(RunArgs),
+    /// Run the node-failure chaos experiment.
+    Chaos(RunArgs),
+    /// The full run: preflight, provision, verify, chaos — each phase gated on the one before.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct LintArgs {
+    /// Cluster template to lint (default: the lab file's `cluster.template`).
+    #[arg(long, value_name = "FILE")]
+    template: Option<PathBuf>,
+    /// Machine class files (default: the lab file's `cluster.machine_classes`).
+    /// Takes several files after one flag, and may be repeated.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    classes: Vec<PathBuf>,
+    /// Lab file (default: the bundled seed lab).
+    #[arg(long, value_name = "FILE")]
+    lab: Option<PathBuf>,
+    /// Exit 4 when there are warnings but no errors.
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Lab file (default: the built-in twin's lab).
+    #[arg(long, value_name = "FILE")]
+    lab: Option<PathBuf>,
+    /// Report directory (default: reports/<run-id>/, with reports/latest pointing at it).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Allow actions that change the lab (provisioning, stopping a VM). Without it, such
+    /// steps refuse to act.
+    #[arg(long)]
+    yes: bool,
+    /// Plan only: change nothing, print what would be done.
+    #[arg(long)]
+    dry_run: bool,
+    /// Exit 4 when checks pass with warnings.
+    #[arg(long)]
+    strict: bool,
+    /// Give up on a scenario after this long.
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = harness::model::lab::parse_duration)]
+    scenario_timeout: Duration,
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Lint(a) => lint(a),
+        Command::List => list(),
+        Command::Preflight(a) => run(a, &[Phase::Preflight], "preflight"),
+        Command::Provision(a) => run(a, &[Phase::Provision], "provision"),
+        Command::Verify(a) => run(a, &[Phase::Verify], "verify"),
+        Command::Chaos(a) => run(a, &[Phase::Chaos], "chaos"),
+        Command::Run(a) => run(a, &Phase::ALL, "run"),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(3))
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLUSTERPROOF_LOG")
+        .unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter)
+        .init();
+}
+
+fn lab_path(lab: Option<PathBuf>) -> PathBuf {
+    lab.unwrap_or_else(twin::seed_lab)
+}
+
+fn load_spec(lab: &Path, overrides: &Overrides) -> Result<LabSpec, i32> {
+    LabSpec::load(lab, overrides).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::BAD_INPUT
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the async runtime")
+}
+
+fn list() -> i32 {
+    let cat = scenarios::catalog();
+    let width = cat.iter().map(|s| s.id().len()).max().unwrap_or(0);
+    for s in &cat {
+        println!(
+            "{:<width$}  {:<9}  {}",
+            s.id(),
+            s.phase().as_str(),
+            s.proves()
+        );
+    }
+    exit::OK
+}
+
+fn lint(a: LintArgs) -> i32 {
+    let lab = lab_path(a.lab);
+    let spec = match load_spec(
+        &lab,
+        &Overrides {
+            template: a.template,
+            classes: a.classes,
+        },
+    ) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let offline: Vec<Arc<dyn Scenario>> = scenarios::catalog()
+        .into_iter()
+        .filter(|s| s.needs().iter().all(|n| *n == Need::Spec))
+        .collect();
+    let ids: Vec<&str> = offline.iter().map(|s| s.id()).collect();
+    let files = spec.input_files();
+    let bus = EventBus::new();
+    let recorder = Recorder::default();
+    bus.subscribe(recorder.clone());
+    let opts = RunOptions {
+        command: "lint".into(),
+        run_id: run_id(),
+        scenario_timeout: Duration::from_secs(60),
+    };
+    let records = runtime().block_on(runner::run(
+        Arc::new(Lab::offline(spec)),
+        offline,
+        &bus,
+        &opts,
+        std::future::pending(),
+    ));
+    let mut findings: Vec<_> = records
+        .iter()
+        .flat_map(|r| r.outcome.findings.iter().cloned())
+        .collect();
+    sort_findings(&mut findings);
+    for f in &findings {
+        println!("{f}");
+    }
+    for r in records
+        .iter()
+        .filter(|r| r.outcome.verdict == Verdict::Error)
+    {
+        println!(
+            "error: {} could not be evaluated: {}",
+            r.id, r.outcome.message
+        );
+    }
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    let warnings = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warning)
+        .count();
+    println!(
+        "lint: {errors} error(s), {warnings} warning(s) in {} file(s) [{}]",
+        files.len(),
+        ids.join(", ")
+    );
+    let mut record = recorder.record();
+    record.exit_code = runner::exit_code(&record, a.strict);
+    record.exit_code
+}
+
+fn run_id() -> String {
+    let now = chrono::Utc::now();
+    let salt = (std::process::id() ^ now.timestamp_subsec_nanos()) & 0xffff;
+    format!("{}-{salt:04x}", now.format("%Y%m%dT%H%M%SZ"))
+}
+
+fn run(a: RunArgs, phases: &[Phase], command: &str) -> i32 {
+    match run_inner(a, phases, command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::NOT_EVALUATED
+        }
+    }
+}
+
+fn run_inner(a: RunArgs, phases: &[Phase], command: &str) -> anyhow::Result<i32> {
+    let lab_file = lab_path(a.lab.clone());
+    let spec = match load_spec(&lab_file, &Overrides::default()) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let selected: Vec<Arc<dyn Scenario>> = scenarios::catalog()
+        .into_iter()
+        .filter(|s| phases.contains(&s.phase()))
+        .collect();
+    if selected.is_empty() {
+        let names: Vec<&str> = phases.iter().map(|p| p.as_str()).collect();
+        eprintln!(
+            "error: this build has no scenarios in phase {}; nothing to evaluate (see `clusterproof list`)",
+            names.join(", ")
+        );
+        return Ok(exit::NOT_EVALUATED);
+    }
+    let id = run_id();
+    let (out, is_default) = match &a.out {
+        Some(d) => (d.clone(), false),
+        None => (PathBuf::from("reports").join(&id), true),
+    };
+    std::fs::create_dir_all(&out)
+        .with_context(|| format!("cannot create the report directory {}", out.display()))?;
+    if is_default {
+        point_latest(&out, &id);
+    }
+    let events = std::fs::File::create(out.join("events.jsonl"))
+        .with_context(|| format!("cannot create {}/events.jsonl", out.display()))?;
+    let bus = EventBus::new();
+    let recorder = Recorder::default();
+    bus.subscribe(JsonlWriter::new(std::io::BufWriter::new(events)));
+    bus.subscribe(recorder.clone());
+    bus.subscribe(FnSubscriber(progress));
+    let mut cmdline = format!("clusterproof {command}");
+    if a.dry_run {
+        cmdline.push_str(" --dry-run");
+    }
+    if a.yes {
+        cmdline.push_str(" --yes");
+    }
+    let opts = RunOptions {
+        command: cmdline,
+        run_id: id.clone(),
+        scenario_timeout: a.scenario_timeout,
+    };
+    let rt = runtime();
+    rt.block_on(runner::run(
+        Arc::new(Lab::offline(spec)),
+        selected,
+        &bus,
+        &opts,
+        interrupted(),
+    ));
+    let mut record = recorder.record();
+    let code = runner::exit_code(&record, a.strict);
+    bus.emit(EventKind::RunFinished { exit_code: code });
+    record.exit_code = code;
+    harness::report::write_all(&out, &record)
+        .with_context(|| format!("writing reports to {}", out.display()))?;
+    println!(
+        "{}: {} passed, {} warned, {} failed, {} errors, {} skipped — reports in {}",
+        match code {
+            exit::OK => "PASSED",
+            exit::FAILED => "FAILED",
+            exit::WARNINGS_STRICT => "WARNINGS",
+            _ => "NOT EVALUATED",
+        },
+        record.count(Verdict::Pass),
+        record.count(Verdict::Warn),
+        record.count(Verdict::Fail),
+        record.count(Verdict::Error),
+        record.count(Verdict::Skip),
+        out.display()
+    );
+    Ok(code)
+}
+
+/// `reports/latest` → `<run-id>` (best effort: a missing link never fails a run).
+fn point_latest(out: &Path, id: &str) {
+    let Some(parent) = out.parent() else { return };
+    let latest = parent.join("latest");
+    let _ = std::fs::remove_file(&latest);
+    #[cfg(unix)]
+    if let Err(e) = std::os::unix::fs::symlink(id, &latest) {
+        tracing::warn!("cannot point {} at {id}: {e}", latest.display());
+    }
+}
+
+/// Resolves with a reason on Ctrl-C or SIGTERM.
+async fn interrupted() -> String {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return wait_ctrl_c().await,
+        };
+        tokio::select! {
+            r = wait_ctrl_c() => r,
+            _ = term.recv() => "SIGTERM".into(),
+        }
+    }
+    #[cfg(not(unix))]
+    wait_ctrl_c().await
+}
+
+async fn wait_ctrl_c() -> String {
+    match tokio::signal::ctrl_c().await {
+        Ok(()) => "Ctrl-C".into(),
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Human progress on stderr.
+fn progress(e: &harness::events::Event) {
+    match &e.kind {
+        EventKind::RunStarted {
+            run_id,
+            lab,
+            scenarios,
+            ..
+        } => {
+            eprintln!(
+                "clusterproof {run_id} · lab {lab} · {} check(s)",
+                scenarios.len()
+            )
+        }
+        EventKind::PhaseStarted { phase } => eprintln!("── {phase}"),
+        EventKind::ScenarioFinished { id, outcome, .. } => {
+            eprintln!(
+                "  {:<5} {id} ({:.2}s) {}",
+                outcome.verdict.as_str().to_uppercase(),
+                outcome.duration.as_secs_f64(),
+                outcome.message
+            );
+            if outcome.verdict >= Verdict::Warn {
+                for f in outcome
+                    .findings
+                    .iter()
+                    .filter(|f| f.severity >= Severity::Warning)
+                {
+                    eprintln!("        {f}");
+                }
+            }
+        }
+        EventKind::RunInterrupted { reason } => {
+            eprintln!("!! interrupted ({reason}): restoring and writing reports")
+        }
+        _ => {}
+    }
+}

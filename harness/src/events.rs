@@ -32,13 +32,38 @@ pub struct ScenarioInfo {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
-    RunStarted { run_id: String, command: String, lab: String, inputs: Vec<String>, scenarios: Vec<ScenarioInfo> },
-    PhaseStarted { phase: Phase },
-    ScenarioStarted { id: String, phase: Phase },
-    Observation { scenario: String, message: String, #[serde(skip_serializing_if = "serde_json::Value::is_null")] data: serde_json::Value },
-    ScenarioFinished { id: String, phase: Phase, proves: String, outcome: Outcome },
-    RunInterrupted { reason: String },
-    RunFinished { exit_code: i32 },
+    RunStarted {
+        run_id: String,
+        command: String,
+        lab: String,
+        inputs: Vec<String>,
+        scenarios: Vec<ScenarioInfo>,
+    },
+    PhaseStarted {
+        phase: Phase,
+    },
+    ScenarioStarted {
+        id: String,
+        phase: Phase,
+    },
+    Observation {
+        scenario: String,
+        message: String,
+        #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+        data: serde_json::Value,
+    },
+    ScenarioFinished {
+        id: String,
+        phase: Phase,
+        proves: String,
+        outcome: Outcome,
+    },
+    RunInterrupted {
+        reason: String,
+    },
+    RunFinished {
+        exit_code: i32,
+    },
 }
 
 /// Something that consumes events.
@@ -66,7 +91,13 @@ impl Default for EventBus {
 
 impl EventBus {
     pub fn new() -> Self {
-        EventBus { start: Instant::now(), inner: Arc::new(Mutex::new(Inner { seq: 0, subscribers: Vec::new() })) }
+        EventBus {
+            start: Instant::now(),
+            inner: Arc::new(Mutex::new(Inner {
+                seq: 0,
+                subscribers: Vec::new(),
+            })),
+        }
     }
 
     pub fn subscribe(&self, s: impl Subscriber + 'static) {
@@ -88,7 +119,10 @@ impl EventBus {
     }
 
     pub fn emitter(&self, scenario: &str) -> Emitter {
-        Emitter { bus: self.clone(), scenario: scenario.to_string() }
+        Emitter {
+            bus: self.clone(),
+            scenario: scenario.to_string(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -110,7 +144,11 @@ impl Emitter {
     }
 
     pub fn observe_with(&self, message: impl Into<String>, data: serde_json::Value) {
-        self.bus.emit(EventKind::Observation { scenario: self.scenario.clone(), message: message.into(), data });
+        self.bus.emit(EventKind::Observation {
+            scenario: self.scenario.clone(),
+            message: message.into(),
+            data,
+        });
     }
 }
 
@@ -132,8 +170,12 @@ impl<W: Write + Send> Subscriber for JsonlWriter<W> {
         if self.failed {
             return;
         }
-        let line = serde_json::to_string(event).unwrap_or_else(|e| format!("{{\"event\":\"unserializable\",\"error\":\"{e}\"}}"));
-        if writeln!(self.out, "{line}").and_then(|_| self.out.flush()).is_err() {
+        let line = serde_json::to_string(event)
+            .unwrap_or_else(|e| format!("{{\"event\":\"unserializable\",\"error\":\"{e}\"}}"));
+        if writeln!(self.out, "{line}")
+            .and_then(|_| self.out.flush())
+            .is_err()
+        {
             self.failed = true;
             tracing::warn!("could not write events.jsonl; the timeline is incomplete");
         }

@@ -46,7 +46,10 @@ pub struct RunRecord {
 
 impl RunRecord {
     pub fn count(&self, v: Verdict) -> usize {
-        self.scenarios.iter().filter(|s| s.outcome.verdict == v).count()
+        self.scenarios
+            .iter()
+            .filter(|s| s.outcome.verdict == v)
+            .count()
     }
 
     pub fn worst(&self) -> Option<Verdict> {
@@ -70,14 +73,25 @@ impl Subscriber for Recorder {
         r.finished = e.wall.clone();
         r.duration_secs = e.t;
         match &e.kind {
-            EventKind::RunStarted { run_id, command, lab, inputs, .. } => {
+            EventKind::RunStarted {
+                run_id,
+                command,
+                lab,
+                inputs,
+                ..
+            } => {
                 r.run_id = run_id.clone();
                 r.command = command.clone();
                 r.lab = lab.clone();
                 r.inputs = inputs.clone();
                 r.started = e.wall.clone();
             }
-            EventKind::ScenarioFinished { id, phase, proves, outcome } => r.scenarios.push(ScenarioRecord {
+            EventKind::ScenarioFinished {
+                id,
+                phase,
+                proves,
+                outcome,
+            } => r.scenarios.push(ScenarioRecord {
                 id: id.clone(),
                 phase: *phase,
                 proves: proves.clone(),
@@ -102,7 +116,10 @@ pub mod exit {
 /// 0 all pass, 1 a check failed, 3 the harness could not evaluate (errors, an interrupted
 /// run, or nothing evaluated), 4 warnings only with `strict`.
 pub fn exit_code(record: &RunRecord, strict: bool) -> i32 {
-    let evaluated = record.scenarios.iter().any(|s| s.outcome.verdict != Verdict::Skip);
+    let evaluated = record
+        .scenarios
+        .iter()
+        .any(|s| s.outcome.verdict != Verdict::Skip);
     if record.count(Verdict::Fail) > 0 {
         exit::FAILED
     } else if record.count(Verdict::Error) > 0 || record.interrupted.is_some() || !evaluated {
@@ -126,10 +143,19 @@ pub async fn run(
         run_id: opts.run_id.clone(),
         command: opts.command.clone(),
         lab: lab.spec.lab.name.clone(),
-        inputs: lab.spec.input_files().iter().map(|p| p.display().to_string()).collect(),
+        inputs: lab
+            .spec
+            .input_files()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
         scenarios: scenarios
             .iter()
-            .map(|s| ScenarioInfo { id: s.id().into(), phase: s.phase(), proves: s.proves().into() })
+            .map(|s| ScenarioInfo {
+                id: s.id().into(),
+                phase: s.phase(),
+                proves: s.proves().into(),
+            })
             .collect(),
     });
     let mut results = Vec::new();
@@ -137,13 +163,21 @@ pub async fn run(
     let mut interrupted = false;
     tokio::pin!(interrupt);
     for phase in Phase::ALL {
-        let in_phase: Vec<_> = scenarios.iter().filter(|s| s.phase() == phase).cloned().collect();
+        let in_phase: Vec<_> = scenarios
+            .iter()
+            .filter(|s| s.phase() == phase)
+            .cloned()
+            .collect();
         if in_phase.is_empty() {
             continue;
         }
         if let Some(reason) = &stop_reason {
             for s in in_phase {
-                results.push(finish(bus, &*s, Outcome::skip(format!("not run: {reason}"))));
+                results.push(finish(
+                    bus,
+                    &*s,
+                    Outcome::skip(format!("not run: {reason}")),
+                ));
             }
             continue;
         }
@@ -151,19 +185,29 @@ pub async fn run(
         let mut pending = Vec::new();
         for s in in_phase {
             if let Some(missing) = s.needs().iter().find(|n| !lab.has(**n)) {
-                let msg = format!("needs {missing:?}, which this run does not connect to (offline)");
+                let msg =
+                    format!("needs {missing:?}, which this run does not connect to (offline)");
                 results.push(finish(bus, &*s, Outcome::skip(msg)));
                 continue;
             }
-            bus.emit(EventKind::ScenarioStarted { id: s.id().into(), phase });
-            let cx = Context { lab: Arc::clone(&lab), events: bus.emitter(s.id()) };
+            bus.emit(EventKind::ScenarioStarted {
+                id: s.id().into(),
+                phase,
+            });
+            let cx = Context {
+                lab: Arc::clone(&lab),
+                events: bus.emitter(s.id()),
+            };
             let timeout = opts.scenario_timeout;
             let task_s = Arc::clone(&s);
             let handle = tokio::spawn(async move {
                 let start = Instant::now();
                 let out = match tokio::time::timeout(timeout, task_s.run(&cx)).await {
                     Ok(o) => o,
-                    Err(_) => Outcome::error(format!("did not finish within {}", humantime::format_duration(timeout))),
+                    Err(_) => Outcome::error(format!(
+                        "did not finish within {}",
+                        humantime::format_duration(timeout)
+                    )),
                 };
                 (out, start.elapsed())
             });
@@ -194,12 +238,16 @@ pub async fn run(
                     o
                 }
                 Some(Err(e)) if e.is_panic() => {
-                    let mut o = Outcome::error(format!("scenario panicked: {}", panic_text(e.into_panic())));
+                    let mut o = Outcome::error(format!(
+                        "scenario panicked: {}",
+                        panic_text(e.into_panic())
+                    ));
                     o.duration = started.elapsed();
                     o
                 }
                 Some(Err(_)) | None => {
-                    let mut o = Outcome::error(stop_reason.clone().unwrap_or_else(|| "cancelled".into()));
+                    let mut o =
+                        Outcome::error(stop_reason.clone().unwrap_or_else(|| "cancelled".into()));
                     o.duration = started.elapsed();
                     o
                 }
@@ -215,7 +263,12 @@ pub async fn run(
 }
 
 fn finish(bus: &EventBus, s: &dyn Scenario, outcome: Outcome) -> ScenarioRecord {
-    let rec = ScenarioRecord { id: s.id().into(), phase: s.phase(), proves: s.proves().into(), outcome };
+    let rec = ScenarioRecord {
+        id: s.id().into(),
+        phase: s.phase(),
+        proves: s.proves().into(),
+        outcome,
+    };
     bus.emit(EventKind::ScenarioFinished {
         id: rec.id.clone(),
         phase: rec.phase,

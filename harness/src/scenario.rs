@@ -23,7 +23,12 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 4] = [Phase::Preflight, Phase::Provision, Phase::Verify, Phase::Chaos];
+    pub const ALL: [Phase; 4] = [
+        Phase::Preflight,
+        Phase::Provision,
+        Phase::Verify,
+        Phase::Chaos,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -170,15 +175,36 @@ impl Outcome {
     /// `summary` describes what was checked ("3 documents, 2 machine sets").
     pub fn from_findings(mut findings: Vec<Finding>, summary: &str) -> Self {
         crate::source::sort_findings(&mut findings);
-        let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
-        let warnings = findings.iter().filter(|f| f.severity == Severity::Warning).count();
+        let errors = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
+        let warnings = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warning)
+            .count();
         let (verdict, message) = match (errors, warnings) {
             (0, 0) => (Verdict::Pass, summary.to_string()),
-            (0, w) => (Verdict::Warn, format!("{w} warning(s): {}", first_message(&findings, Severity::Warning))),
-            (e, _) => (Verdict::Fail, format!("{e} problem(s): {}", first_message(&findings, Severity::Error))),
+            (0, w) => (
+                Verdict::Warn,
+                format!(
+                    "{w} warning(s): {}",
+                    first_message(&findings, Severity::Warning)
+                ),
+            ),
+            (e, _) => (
+                Verdict::Fail,
+                format!(
+                    "{e} problem(s): {}",
+                    first_message(&findings, Severity::Error)
+                ),
+            ),
         };
         let mut o = Outcome::new(verdict, message);
-        o.remediation = findings.iter().find(|f| f.severity >= Severity::Warning && !f.fix.is_empty()).map(|f| f.fix.clone());
+        o.remediation = findings
+            .iter()
+            .find(|f| f.severity >= Severity::Warning && !f.fix.is_empty())
+            .map(|f| f.fix.clone());
         o.findings = findings;
         o
     }
@@ -194,13 +220,23 @@ impl Outcome {
     }
 
     pub fn metric(mut self, name: &str, value: f64, unit: &str) -> Self {
-        self.metrics.insert(name.to_string(), Metric { value, unit: unit.to_string() });
+        self.metrics.insert(
+            name.to_string(),
+            Metric {
+                value,
+                unit: unit.to_string(),
+            },
+        );
         self
     }
 }
 
 fn first_message(findings: &[Finding], sev: Severity) -> String {
-    findings.iter().find(|f| f.severity == sev).map(|f| format!("{} ({})", f.message, f.rule)).unwrap_or_default()
+    findings
+        .iter()
+        .find(|f| f.severity == sev)
+        .map(|f| format!("{} ({})", f.message, f.rule))
+        .unwrap_or_default()
 }
 
 pub(crate) mod duration_secs {

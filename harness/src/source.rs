@@ -17,23 +17,41 @@ pub struct Location {
 
 impl Location {
     pub fn new(file: &Arc<PathBuf>, line: u64, col: u64) -> Self {
-        Location { file: Arc::clone(file), line, col }
+        Location {
+            file: Arc::clone(file),
+            line,
+            col,
+        }
     }
 
     /// The whole file, when no line applies.
     pub fn file(file: &Path) -> Self {
-        Location { file: Arc::new(file.to_path_buf()), line: 0, col: 0 }
+        Location {
+            file: Arc::new(file.to_path_buf()),
+            line: 0,
+            col: 0,
+        }
     }
 }
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = display_path(&self.file);
         match (self.line, self.col) {
-            (0, _) => write!(f, "{}", self.file.display()),
-            (l, 0) => write!(f, "{}:{l}", self.file.display()),
-            (l, c) => write!(f, "{}:{l}:{c}", self.file.display()),
+            (0, _) => write!(f, "{file}"),
+            (l, 0) => write!(f, "{file}:{l}"),
+            (l, c) => write!(f, "{file}:{l}:{c}"),
         }
     }
+}
+
+/// A path as a person wants to read it: relative to the current directory when it is
+/// below it, otherwise as given.
+pub fn display_path(p: &Path) -> String {
+    let rel = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| p.strip_prefix(&cwd).ok().map(Path::to_path_buf));
+    rel.unwrap_or_else(|| p.to_path_buf()).display().to_string()
 }
 
 /// How bad a finding is.
@@ -69,15 +87,33 @@ pub struct Finding {
 
 impl Finding {
     pub fn error(rule: &'static str, location: Location, message: impl Into<String>) -> Self {
-        Finding { rule, severity: Severity::Error, location, message: message.into(), fix: String::new() }
+        Finding {
+            rule,
+            severity: Severity::Error,
+            location,
+            message: message.into(),
+            fix: String::new(),
+        }
     }
 
     pub fn warning(rule: &'static str, location: Location, message: impl Into<String>) -> Self {
-        Finding { rule, severity: Severity::Warning, location, message: message.into(), fix: String::new() }
+        Finding {
+            rule,
+            severity: Severity::Warning,
+            location,
+            message: message.into(),
+            fix: String::new(),
+        }
     }
 
     pub fn info(rule: &'static str, location: Location, message: impl Into<String>) -> Self {
-        Finding { rule, severity: Severity::Info, location, message: message.into(), fix: String::new() }
+        Finding {
+            rule,
+            severity: Severity::Info,
+            location,
+            message: message.into(),
+            fix: String::new(),
+        }
     }
 
     pub fn fix(mut self, fix: impl Into<String>) -> Self {
@@ -88,7 +124,11 @@ impl Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}[{}]: {}", self.location, self.severity, self.rule, self.message)?;
+        write!(
+            f,
+            "{}: {}[{}]: {}",
+            self.location, self.severity, self.rule, self.message
+        )?;
         if !self.fix.is_empty() {
             write!(f, "\n  fix: {}", self.fix)?;
         }
@@ -99,7 +139,11 @@ impl fmt::Display for Finding {
 /// Sort findings for output: by file, line, column, then rule — so output is stable.
 pub fn sort_findings(findings: &mut [Finding]) {
     findings.sort_by(|a, b| {
-        (&a.location.file, a.location.line, a.location.col, a.rule)
-            .cmp(&(&b.location.file, b.location.line, b.location.col, b.rule))
+        (&a.location.file, a.location.line, a.location.col, a.rule).cmp(&(
+            &b.location.file,
+            b.location.line,
+            b.location.col,
+            b.rule,
+        ))
     });
 }

@@ -37,11 +37,25 @@ pub struct Overrides {
 impl LabSpec {
     pub fn load(lab_path: &Path, overrides: &Overrides) -> Result<Self, SpecError> {
         let lab = LabFile::load(lab_path)?;
-        let template_path = overrides.template.clone().unwrap_or_else(|| lab.cluster.template.clone());
+        let template_path = overrides
+            .template
+            .clone()
+            .unwrap_or_else(|| lab.cluster.template.clone());
         let template = ClusterTemplate::load(&template_path)?;
-        let class_paths = if overrides.classes.is_empty() { lab.cluster.machine_classes.clone() } else { overrides.classes.clone() };
-        let class_files = class_paths.iter().map(|p| MachineClassFile::load(p)).collect::<Result<Vec<_>, _>>()?;
-        Ok(LabSpec { lab, template, class_files })
+        let class_paths = if overrides.classes.is_empty() {
+            lab.cluster.machine_classes.clone()
+        } else {
+            overrides.classes.clone()
+        };
+        let class_files = class_paths
+            .iter()
+            .map(|p| MachineClassFile::load(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(LabSpec {
+            lab,
+            template,
+            class_files,
+        })
     }
 
     pub fn classes(&self) -> impl Iterator<Item = &MachineClass> {

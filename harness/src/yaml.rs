@@ -77,7 +77,10 @@ impl Node {
 
     /// Value of `key` in a mapping (string keys only).
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
     }
 
     /// Follow a path of mapping keys.
@@ -126,13 +129,16 @@ pub fn parse_documents(file: &Arc<PathBuf>, text: &str) -> Result<Vec<Node>, Syn
         // `yes`/`no`/`on`/`off` stay strings, as in YAML 1.2 and Go's yaml.v3.
         strict_booleans: true,
     };
-    let docs: Vec<Node> =
-        serde_saphyr::from_str_multiple_with_options(text, options).map_err(|e| syntax_error(file, &e))?;
+    let docs: Vec<Node> = serde_saphyr::from_str_multiple_with_options(text, options)
+        .map_err(|e| syntax_error(file, &e))?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
 fn syntax_error(file: &Arc<PathBuf>, e: &serde_saphyr::Error) -> SyntaxError {
-    let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+    let (line, col) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
     // The rendered error is rustc-style with a snippet; its first line is the sentence.
     let rendered = e.without_snippet().to_string();
     let first = rendered.lines().next().unwrap_or("invalid YAML").trim();
@@ -142,9 +148,17 @@ fn syntax_error(file: &Arc<PathBuf>, e: &serde_saphyr::Error) -> SyntaxError {
             Some((pos, msg)) if pos.starts_with("line ") => msg,
             _ => rest,
         })
-        .unwrap_or(first)
-        .to_string();
-    SyntaxError { location: Location::new(file, line, col), message: format!("invalid YAML: {message}") }
+        .unwrap_or(first);
+    // The parser repeats the position at the end ("... at line 6, column 6"); we print it first.
+    let message = match message.rfind(" at line ") {
+        Some(i) if message[i..].contains(", column ") => &message[..i],
+        _ => message,
+    }
+    .to_string();
+    SyntaxError {
+        location: Location::new(file, line, col),
+        message: format!("invalid YAML: {message}"),
+    }
 }
 
 // ---- serde glue: a Node is a Spanned<Value>, recursively --------------------------------
@@ -152,7 +166,11 @@ fn syntax_error(file: &Arc<PathBuf>, e: &serde_saphyr::Error) -> SyntaxError {
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = Spanned::<Value>::deserialize(d)?;
-        Ok(Node { value: s.value, line: s.referenced.line(), col: s.referenced.column() })
+        Ok(Node {
+            value: s.value,
+            line: s.referenced.line(),
+            col: s.referenced.column(),
+        })
     }
 }
 
@@ -192,7 +210,9 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Int(v))
     }
     fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Value, E> {
-        i128::try_from(v).map(Value::Int).map_err(|_| E::custom("integer too large"))
+        i128::try_from(v)
+            .map(Value::Int)
+            .map_err(|_| E::custom("integer too large"))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
         Ok(Value::Float(v))
@@ -253,7 +273,11 @@ pub struct Decoder<'a> {
 
 impl<'a> Decoder<'a> {
     pub fn new(file: &Arc<PathBuf>, rule: &'static str, findings: &'a mut Vec<Finding>) -> Self {
-        Decoder { file: Arc::clone(file), rule, findings }
+        Decoder {
+            file: Arc::clone(file),
+            rule,
+            findings,
+        }
     }
 
     pub fn loc(&self, n: &Node) -> Location {
@@ -270,7 +294,11 @@ impl<'a> Decoder<'a> {
     pub fn fields<'n>(&mut self, n: &'n Node, what: &str, known: &[&str]) -> Option<Fields<'n>> {
         let Some(entries) = n.as_map() else {
             if !n.is_null() {
-                self.error(n, format!("{what} must be a mapping, found {}", n.value.kind()), "");
+                self.error(
+                    n,
+                    format!("{what} must be a mapping, found {}", n.value.kind()),
+                    "",
+                );
             }
             return None;
         };
@@ -302,7 +330,11 @@ impl<'a> Decoder<'a> {
                 Some(At::new(n.scalar_text().unwrap_or_default(), self.loc(n)))
             }
             other => {
-                self.error(n, format!("{what} must be a string, found {}", other.kind()), "");
+                self.error(
+                    n,
+                    format!("{what} must be a string, found {}", other.kind()),
+                    "",
+                );
                 None
             }
         }
@@ -312,7 +344,11 @@ impl<'a> Decoder<'a> {
         match &n.value {
             Value::Bool(b) => Some(At::new(*b, self.loc(n))),
             other => {
-                self.error(n, format!("{what} must be true or false, found {}", describe(other)), "");
+                self.error(
+                    n,
+                    format!("{what} must be true or false, found {}", describe(other)),
+                    "",
+                );
                 None
             }
         }
@@ -322,7 +358,11 @@ impl<'a> Decoder<'a> {
         match &n.value {
             Value::Int(i) => Some(At::new(*i, self.loc(n))),
             other => {
-                self.error(n, format!("{what} must be an integer, found {}", describe(other)), "");
+                self.error(
+                    n,
+                    format!("{what} must be an integer, found {}", describe(other)),
+                    "",
+                );
                 None
             }
         }
@@ -333,7 +373,11 @@ impl<'a> Decoder<'a> {
             return Some(Vec::new());
         }
         let Some(items) = n.as_seq() else {
-            self.error(n, format!("{what} must be a list of strings, found {}", n.value.kind()), "");
+            self.error(
+                n,
+                format!("{what} must be a list of strings, found {}", n.value.kind()),
+                "",
+            );
             return None;
         };
         Some(items.iter().filter_map(|i| self.string(i, what)).collect())
@@ -342,14 +386,25 @@ impl<'a> Decoder<'a> {
     pub fn string_map(&mut self, n: &Node, what: &str) -> Vec<(At<String>, At<String>)> {
         let Some(entries) = n.as_map() else {
             if !n.is_null() {
-                self.error(n, format!("{what} must be a mapping of strings, found {}", n.value.kind()), "");
+                self.error(
+                    n,
+                    format!(
+                        "{what} must be a mapping of strings, found {}",
+                        n.value.kind()
+                    ),
+                    "",
+                );
             }
             return Vec::new();
         };
         let mut out = Vec::new();
         for (k, v) in entries {
             let key = self.string(k, what);
-            let val = if v.is_null() { Some(At::new(String::new(), self.loc(v))) } else { self.string(v, what) };
+            let val = if v.is_null() {
+                Some(At::new(String::new(), self.loc(v)))
+            } else {
+                self.string(v, what)
+            };
             if let (Some(k), Some(v)) = (key, val) {
                 out.push((k, v));
             }
@@ -365,11 +420,17 @@ pub struct Fields<'n> {
 
 impl<'n> Fields<'n> {
     pub fn get(&self, key: &str) -> Option<&'n Node> {
-        self.fields.iter().find(|(k, _, _)| *k == key).map(|(_, _, v)| *v)
+        self.fields
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, _, v)| *v)
     }
 
     pub fn key_node(&self, key: &str) -> Option<&'n Node> {
-        self.fields.iter().find(|(k, _, _)| *k == key).map(|(_, k, _)| *k)
+        self.fields
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, k, _)| *k)
     }
 }
 
@@ -419,7 +480,11 @@ mod tests {
 
     #[test]
     fn nodes_carry_line_and_column() {
-        let docs = parse_documents(&file(), "kind: Cluster\n# name: hidden\nname: a\n---\nkind: Workers\n").unwrap();
+        let docs = parse_documents(
+            &file(),
+            "kind: Cluster\n# name: hidden\nname: a\n---\nkind: Workers\n",
+        )
+        .unwrap();
         assert_eq!(docs.len(), 2);
         let name = docs[0].get("name").unwrap();
         assert_eq!((name.line, name.col), (3, 7));
@@ -457,7 +522,11 @@ mod tests {
         let f = d.fields(&docs[0], "Thing", &["name", "size"]).unwrap();
         assert!(f.get("size").is_some());
         assert_eq!(findings.len(), 2);
-        assert!(findings[0].fix.contains("did you mean `name`"), "{:?}", findings[0]);
+        assert!(
+            findings[0].fix.contains("did you mean `name`"),
+            "{:?}",
+            findings[0]
+        );
         assert_eq!(findings[1].location.line, 3);
     }
 }

@@ -1,1 +1,22 @@
+//! Every check clusterproof runs, one module per scenario, grouped by phase. A scenario's
+//! module doc names the plan line it proves; its id is its path (`preflight::template` lives
+//! in `src/preflight/template.rs`).
 
+use std::sync::Arc;
+
+use harness::scenario::Scenario;
+
+pub mod preflight;
+
+/// The catalog, in phase order. `clusterproof list` prints it.
+pub fn catalog() -> Vec<Arc<dyn Scenario>> {
+    vec![
+        Arc::new(preflight::template::Template),
+        Arc::new(preflight::machine_classes::MachineClasses),
+    ]
+}
+
+/// A scenario by id.
+pub fn by_id(id: &str) -> Option<Arc<dyn Scenario>> {
+    catalog().into_iter().find(|s| s.id() == id)
+}

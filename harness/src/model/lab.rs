@@ -18,7 +18,10 @@ use crate::source::Location;
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     #[error("{path}: cannot read the lab file: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     /// Syntax, type, unknown key or invalid value — with the place and a fix.
     #[error("{location}: {message}")]
     Invalid { location: Location, message: String },
@@ -258,7 +261,10 @@ fn ten() -> Spanned<u8> {
 
 impl Default for RawResources {
     fn default() -> Self {
-        RawResources { ram_headroom_percent: ten(), storage_headroom_percent: ten() }
+        RawResources {
+            ram_headroom_percent: ten(),
+            storage_headroom_percent: ten(),
+        }
     }
 }
 
@@ -290,8 +296,10 @@ struct RawChaos {
 
 impl LabFile {
     pub fn load(path: &Path) -> Result<Self, LabError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| LabError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LabError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::parse(path, &text)
     }
 
@@ -299,11 +307,21 @@ impl LabFile {
         let cx = Cx { path, text };
         let raw: RawLab = toml::from_str(text).map_err(|e| {
             let msg = e.message().trim().to_string();
-            let msg = if msg.contains("unknown field") { format!("{msg}; see docs/lab-file.md for every key") } else { msg };
+            let msg = if msg.contains("unknown field") {
+                format!("{msg}; see docs/lab-file.md for every key")
+            } else {
+                msg
+            };
             cx.invalid(e.span().map(|s| s.start), msg)
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let resolve = |p: &str| if Path::new(p).is_absolute() { PathBuf::from(p) } else { base.join(p) };
+        let resolve = |p: &str| {
+            if Path::new(p).is_absolute() {
+                PathBuf::from(p)
+            } else {
+                base.join(p)
+            }
+        };
 
         // --- omni
         let o = raw.omni.get_ref();
@@ -311,22 +329,46 @@ impl LabFile {
             return Err(cx.invalid(Some(k.span().start), "the Omni service-account key must not be written in the lab file; set `service_account_key_env` (default OMNI_SERVICE_ACCOUNT_KEY) or `service_account_key_file` instead"));
         }
         let endpoint = o.endpoint.get_ref().trim_end_matches('/').to_string();
-        if !["https://", "http://", "grpc://"].iter().any(|s| endpoint.starts_with(s)) {
-            return Err(cx.invalid(Some(o.endpoint.span().start), format!("omni.endpoint \"{endpoint}\" must start with https://, http:// or grpc://")));
+        if !["https://", "http://", "grpc://"]
+            .iter()
+            .any(|s| endpoint.starts_with(s))
+        {
+            return Err(cx.invalid(
+                Some(o.endpoint.span().start),
+                format!(
+                    "omni.endpoint \"{endpoint}\" must start with https://, http:// or grpc://"
+                ),
+            ));
         }
         let lan_ip = parse_ip(&cx, &o.lan_ip, "omni.lan_ip")?;
         let service_account_key = match (&o.service_account_key_env, &o.service_account_key_file) {
-            (Some(_), Some(_)) => return Err(cx.invalid(Some(raw.omni.span().start), "set only one of omni.service_account_key_env and omni.service_account_key_file")),
+            (Some(_), Some(_)) => return Err(cx.invalid(
+                Some(raw.omni.span().start),
+                "set only one of omni.service_account_key_env and omni.service_account_key_file",
+            )),
             (_, Some(f)) => SecretSource::File(resolve(f)),
             (Some(e), None) => SecretSource::Env(e.clone()),
             (None, None) => SecretSource::Env("OMNI_SERVICE_ACCOUNT_KEY".into()),
         };
         if o.provider_id.get_ref().trim().is_empty() {
-            return Err(cx.invalid(Some(o.provider_id.span().start), "omni.provider_id is empty; set it to the provider's --id (e.g. \"proxmox\")"));
+            return Err(cx.invalid(
+                Some(o.provider_id.span().start),
+                "omni.provider_id is empty; set it to the provider's --id (e.g. \"proxmox\")",
+            ));
         }
         let omni = Omni {
             endpoint: endpoint.clone(),
-            omnictl: o.omnictl.as_deref().map(|s| if s.contains('/') { resolve(s) } else { PathBuf::from(s) }).unwrap_or_else(|| PathBuf::from("omnictl")),
+            omnictl: o
+                .omnictl
+                .as_deref()
+                .map(|s| {
+                    if s.contains('/') {
+                        resolve(s)
+                    } else {
+                        PathBuf::from(s)
+                    }
+                })
+                .unwrap_or_else(|| PathBuf::from("omnictl")),
             provider_id: o.provider_id.get_ref().clone(),
             lan_ip,
             service_account_key,
@@ -359,9 +401,14 @@ impl LabFile {
             None => Tls::Verify,
             Some(t) => {
                 let r = t.get_ref();
-                let set = usize::from(r.ca_file.is_some()) + usize::from(r.fingerprint.is_some()) + usize::from(r.insecure);
+                let set = usize::from(r.ca_file.is_some())
+                    + usize::from(r.fingerprint.is_some())
+                    + usize::from(r.insecure);
                 if set > 1 {
-                    return Err(cx.invalid(Some(t.span().start), "[proxmox.tls] takes only one of ca_file, fingerprint, insecure"));
+                    return Err(cx.invalid(
+                        Some(t.span().start),
+                        "[proxmox.tls] takes only one of ca_file, fingerprint, insecure",
+                    ));
                 }
                 if let Some(ca) = &r.ca_file {
                     Tls::CaFile(resolve(ca))
@@ -376,10 +423,22 @@ impl LabFile {
                 }
             }
         };
-        let proxmox = Proxmox { url, token_id: token_id.clone(), token_secret, tls };
+        let proxmox = Proxmox {
+            url,
+            token_id: token_id.clone(),
+            token_secret,
+            tls,
+        };
 
         // --- dns
-        let default_host = endpoint.split("://").nth(1).unwrap_or("").split([':', '/']).next().unwrap_or("").to_string();
+        let default_host = endpoint
+            .split("://")
+            .nth(1)
+            .unwrap_or("")
+            .split([':', '/'])
+            .next()
+            .unwrap_or("")
+            .to_string();
         let dns = match &raw.dns {
             None => return Err(cx.invalid(None, "the lab file has no [dns] table; add `lan_resolvers = [\"<your LAN gateway IP>\"]` under [dns]")),
             Some(d) => {
@@ -401,9 +460,21 @@ impl LabFile {
         };
 
         // --- resources
-        for (v, key) in [(&raw.resources.ram_headroom_percent, "ram_headroom_percent"), (&raw.resources.storage_headroom_percent, "storage_headroom_percent")] {
+        for (v, key) in [
+            (&raw.resources.ram_headroom_percent, "ram_headroom_percent"),
+            (
+                &raw.resources.storage_headroom_percent,
+                "storage_headroom_percent",
+            ),
+        ] {
             if *v.get_ref() > 90 {
-                return Err(cx.invalid(Some(v.span().start), format!("resources.{key} is {}%; use a value between 0 and 90", v.get_ref())));
+                return Err(cx.invalid(
+                    Some(v.span().start),
+                    format!(
+                        "resources.{key} is {}%; use a value between 0 and 90",
+                        v.get_ref()
+                    ),
+                ));
             }
         }
         let resources = Resources {
@@ -415,7 +486,13 @@ impl LabFile {
         let c = raw.cluster.get_ref();
         let template = resolve(c.template.get_ref());
         if !template.is_file() {
-            return Err(cx.invalid(Some(c.template.span().start), format!("cluster.template: no such file {} (paths are relative to the lab file)", template.display())));
+            return Err(cx.invalid(
+                Some(c.template.span().start),
+                format!(
+                    "cluster.template: no such file {} (paths are relative to the lab file)",
+                    template.display()
+                ),
+            ));
         }
         let mut machine_classes = Vec::new();
         for mc in c.machine_classes.get_ref() {
@@ -426,10 +503,22 @@ impl LabFile {
             machine_classes.push(p);
         }
         if machine_classes.is_empty() {
-            return Err(cx.invalid(Some(c.machine_classes.span().start), "cluster.machine_classes is empty; list the machine class files the template uses"));
+            return Err(cx.invalid(
+                Some(c.machine_classes.span().start),
+                "cluster.machine_classes is empty; list the machine class files the template uses",
+            ));
         }
-        let provision_timeout = duration(&cx, c.provision_timeout.as_ref(), "cluster.provision_timeout", Duration::from_secs(600))?;
-        let cluster = Cluster { template, machine_classes, provision_timeout };
+        let provision_timeout = duration(
+            &cx,
+            c.provision_timeout.as_ref(),
+            "cluster.provision_timeout",
+            Duration::from_secs(600),
+        )?;
+        let cluster = Cluster {
+            template,
+            machine_classes,
+            provision_timeout,
+        };
 
         // --- cilium
         let mut values = default_cilium_values();
@@ -444,7 +533,11 @@ impl LabFile {
             values.insert(k.clone(), text);
         }
         let cilium = Cilium {
-            gateway_api_crds: raw.cilium.gateway_api_crds.clone().unwrap_or_else(|| DEFAULT_GATEWAY_API_CRDS.into()),
+            gateway_api_crds: raw
+                .cilium
+                .gateway_api_crds
+                .clone()
+                .unwrap_or_else(|| DEFAULT_GATEWAY_API_CRDS.into()),
             values,
         };
 
@@ -454,31 +547,60 @@ impl LabFile {
             None | Some("worker") => ChaosTarget::Worker,
             Some("control-plane") => ChaosTarget::ControlPlane,
             Some(n) if !n.is_empty() => ChaosTarget::Node(n.to_string()),
-            Some(_) => return Err(cx.invalid(ch.target.as_ref().map(|t| t.span().start), "chaos.target is empty; use \"worker\", \"control-plane\" or a node name")),
+            Some(_) => {
+                return Err(cx.invalid(
+                    ch.target.as_ref().map(|t| t.span().start),
+                    "chaos.target is empty; use \"worker\", \"control-plane\" or a node name",
+                ));
+            }
         };
         let mode = match ch.mode.as_ref().map(|t| t.get_ref().as_str()) {
             None | Some("stop") => StopMode::Stop,
             Some("shutdown") => StopMode::Shutdown,
             Some("reset") => StopMode::Reset,
             Some("suspend") => StopMode::Suspend,
-            Some(other) => return Err(cx.invalid(ch.mode.as_ref().map(|t| t.span().start), format!("chaos.mode \"{other}\" is not one of stop, shutdown, reset, suspend"))),
+            Some(other) => {
+                return Err(cx.invalid(
+                    ch.mode.as_ref().map(|t| t.span().start),
+                    format!("chaos.mode \"{other}\" is not one of stop, shutdown, reset, suspend"),
+                ));
+            }
         };
         let ha_managed = match ch.ha_managed.as_ref().map(|t| t.get_ref().as_str()) {
             None | Some("refuse") => HaPolicy::Refuse,
             Some("disable") => HaPolicy::Disable,
-            Some(other) => return Err(cx.invalid(ch.ha_managed.as_ref().map(|t| t.span().start), format!("chaos.ha_managed \"{other}\" is not one of refuse, disable"))),
+            Some(other) => {
+                return Err(cx.invalid(
+                    ch.ha_managed.as_ref().map(|t| t.span().start),
+                    format!("chaos.ha_managed \"{other}\" is not one of refuse, disable"),
+                ));
+            }
         };
         let chaos = Chaos {
             target,
             mode,
             ha_managed,
-            detect_timeout: duration(&cx, ch.detect_timeout.as_ref(), "chaos.detect_timeout", Duration::from_secs(120))?,
-            recovery_timeout: duration(&cx, ch.recovery_timeout.as_ref(), "chaos.recovery_timeout", Duration::from_secs(600))?,
+            detect_timeout: duration(
+                &cx,
+                ch.detect_timeout.as_ref(),
+                "chaos.detect_timeout",
+                Duration::from_secs(120),
+            )?,
+            recovery_timeout: duration(
+                &cx,
+                ch.recovery_timeout.as_ref(),
+                "chaos.recovery_timeout",
+                Duration::from_secs(600),
+            )?,
         };
 
         Ok(LabFile {
             path: path.to_path_buf(),
-            name: raw.name.unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()),
+            name: raw.name.unwrap_or_else(|| {
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            }),
             omni,
             proxmox,
             dns,
@@ -505,7 +627,10 @@ impl Cx<'_> {
             }
             None => Location::new(&file, 0, 0),
         };
-        LabError::Invalid { location, message: message.into() }
+        LabError::Invalid {
+            location,
+            message: message.into(),
+        }
     }
 }
 
@@ -514,26 +639,56 @@ pub fn line_col(text: &str, offset: usize) -> (u64, u64) {
     let offset = offset.min(text.len());
     let before = &text[..text.floor_char_boundary(offset)];
     let line = before.matches('\n').count() as u64 + 1;
-    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) as u64 + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0) as u64
+        + 1;
     (line, col)
 }
 
 fn parse_ip(cx: &Cx, v: &Spanned<String>, key: &str) -> Result<IpAddr, LabError> {
-    v.get_ref().parse().map_err(|_| cx.invalid(Some(v.span().start), format!("{key}: \"{}\" is not an IP address", v.get_ref())))
+    v.get_ref().parse().map_err(|_| {
+        cx.invalid(
+            Some(v.span().start),
+            format!("{key}: \"{}\" is not an IP address", v.get_ref()),
+        )
+    })
 }
 
 fn parse_sock(cx: &Cx, v: &Spanned<String>, key: &str) -> Result<std::net::SocketAddr, LabError> {
     let s = v.get_ref();
     s.parse()
-        .or_else(|_| s.parse::<IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
-        .map_err(|_| cx.invalid(Some(v.span().start), format!("{key}: \"{s}\" is not IP or IP:PORT")))
+        .or_else(|_| {
+            s.parse::<IpAddr>()
+                .map(|ip| std::net::SocketAddr::new(ip, 53))
+        })
+        .map_err(|_| {
+            cx.invalid(
+                Some(v.span().start),
+                format!("{key}: \"{s}\" is not IP or IP:PORT"),
+            )
+        })
 }
 
-fn duration(cx: &Cx, v: Option<&Spanned<String>>, key: &str, default: Duration) -> Result<Duration, LabError> {
+fn duration(
+    cx: &Cx,
+    v: Option<&Spanned<String>>,
+    key: &str,
+    default: Duration,
+) -> Result<Duration, LabError> {
     match v {
         None => Ok(default),
-        Some(v) => humantime::parse_duration(v.get_ref())
-            .map_err(|e| cx.invalid(Some(v.span().start), format!("{key}: \"{}\" is not a duration ({e}); write e.g. \"10m\" or \"1m 30s\"", v.get_ref()))),
+        Some(v) => humantime::parse_duration(v.get_ref()).map_err(|e| {
+            cx.invalid(
+                Some(v.span().start),
+                format!(
+                    "{key}: \"{}\" is not a duration ({e}); write e.g. \"10m\" or \"1m 30s\"",
+                    v.get_ref()
+                ),
+            )
+        }),
     }
 }
 
@@ -547,4 +702,10 @@ fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
         *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+/// Parse a duration like "10m" or "1m 30s" (the lab file's syntax), for the CLI too.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("\"{s}\" is not a duration ({e}); write e.g. \"10m\" or \"1m 30s\""))
 }

@@ -66,22 +66,34 @@ pub struct ProviderData {
 impl ProviderData {
     /// Memory in MiB as the provider sends it (0 when unset, as Go would).
     pub fn memory_mib(&self) -> u64 {
-        self.memory.as_ref().and_then(|m| u64::try_from(m.value).ok()).unwrap_or(0)
+        self.memory
+            .as_ref()
+            .and_then(|m| u64::try_from(m.value).ok())
+            .unwrap_or(0)
     }
 
     /// Disk in GiB (0 when unset).
     pub fn disk_gib(&self) -> u64 {
-        self.disk_size.as_ref().and_then(|m| u64::try_from(m.value).ok()).unwrap_or(0)
+        self.disk_size
+            .as_ref()
+            .and_then(|m| u64::try_from(m.value).ok())
+            .unwrap_or(0)
     }
 
     /// The network bridge, with the provider's default.
     pub fn bridge(&self) -> &str {
-        self.network_bridge.as_ref().map(|b| b.value.as_str()).unwrap_or("vmbr0")
+        self.network_bridge
+            .as_ref()
+            .map(|b| b.value.as_str())
+            .unwrap_or("vmbr0")
     }
 
     /// The CPU type, with the provider's default.
     pub fn cpu(&self) -> &str {
-        self.cpu_type.as_ref().map(|b| b.value.as_str()).unwrap_or("x86-64-v2-AES")
+        self.cpu_type
+            .as_ref()
+            .map(|b| b.value.as_str())
+            .unwrap_or("x86-64-v2-AES")
     }
 }
 
@@ -112,7 +124,10 @@ pub struct PciDevice {
 #[derive(Debug, thiserror::Error)]
 pub enum MachineClassError {
     #[error("{path}: cannot read the machine class file: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Syntax(#[from] yaml::SyntaxError),
 }
@@ -126,15 +141,35 @@ pub struct MachineClassFile {
 }
 
 pub const PROVIDERDATA_KEYS: &[&str] = &[
-    "cores", "sockets", "memory", "disk_size", "storage_selector", "network_bridge", "vlan", "node",
-    "cpu_type", "machine_type", "balloon", "numa", "hugepages", "disk_ssd", "disk_discard",
-    "disk_iothread", "disk_cache", "disk_aio", "additional_disks", "additional_nics", "pci_devices",
+    "cores",
+    "sockets",
+    "memory",
+    "disk_size",
+    "storage_selector",
+    "network_bridge",
+    "vlan",
+    "node",
+    "cpu_type",
+    "machine_type",
+    "balloon",
+    "numa",
+    "hugepages",
+    "disk_ssd",
+    "disk_discard",
+    "disk_iothread",
+    "disk_cache",
+    "disk_aio",
+    "additional_disks",
+    "additional_nics",
+    "pci_devices",
 ];
 
 impl MachineClassFile {
     pub fn load(path: &Path) -> Result<Self, MachineClassError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| MachineClassError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| MachineClassError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::parse(path, &text)
     }
 
@@ -154,7 +189,11 @@ impl MachineClassFile {
                 "write a document with `metadata: {namespace: default, type: MachineClasses.omni.sidero.dev, id: NAME}` and `spec:`",
             ));
         }
-        Ok(MachineClassFile { path: file, classes, findings })
+        Ok(MachineClassFile {
+            path: file,
+            classes,
+            findings,
+        })
     }
 }
 
@@ -170,38 +209,74 @@ fn decode_class(d: &mut Decoder, doc: &Node) -> Option<MachineClass> {
     }
     let f = d.fields(doc, "machine class resource", &["metadata", "spec"])?;
     let (Some(meta), Some(spec)) = (f.get("metadata"), f.get("spec")) else {
-        d.error(doc, "a resource needs both `metadata` and `spec`", "add the missing key");
+        d.error(
+            doc,
+            "a resource needs both `metadata` and `spec`",
+            "add the missing key",
+        );
         return None;
     };
-    let mf = d.fields(meta, "metadata", &["namespace", "type", "id", "version", "owner", "phase", "created", "updated", "labels", "annotations", "finalizers"])?;
+    let mf = d.fields(
+        meta,
+        "metadata",
+        &[
+            "namespace",
+            "type",
+            "id",
+            "version",
+            "owner",
+            "phase",
+            "created",
+            "updated",
+            "labels",
+            "annotations",
+            "finalizers",
+        ],
+    )?;
     let ty = mf.get("type").and_then(|n| d.string(n, "metadata.type"));
     match &ty {
         Some(t) if t.value == "MachineClasses.omni.sidero.dev" => {}
         Some(t) => {
             let loc = t.at.clone();
             d.findings.push(
-                Finding::error(SCHEMA_RULE, loc, format!("metadata.type is \"{}\", not a machine class", t.value))
-                    .fix("set `type: MachineClasses.omni.sidero.dev`"),
+                Finding::error(
+                    SCHEMA_RULE,
+                    loc,
+                    format!("metadata.type is \"{}\", not a machine class", t.value),
+                )
+                .fix("set `type: MachineClasses.omni.sidero.dev`"),
             );
             return None;
         }
         None => {
-            d.error(meta, "metadata.type is missing", "set `type: MachineClasses.omni.sidero.dev`");
+            d.error(
+                meta,
+                "metadata.type is missing",
+                "set `type: MachineClasses.omni.sidero.dev`",
+            );
             return None;
         }
     }
     let Some(id) = mf.get("id").and_then(|n| d.string(n, "metadata.id")) else {
-        d.error(meta, "metadata.id is missing", "set `id:` to the class name the template references");
+        d.error(
+            meta,
+            "metadata.id is missing",
+            "set `id:` to the class name the template references",
+        );
         return None;
     };
-    let namespace = mf.get("namespace").and_then(|n| d.string(n, "metadata.namespace"));
+    let namespace = mf
+        .get("namespace")
+        .and_then(|n| d.string(n, "metadata.namespace"));
     // Omni decodes spec non-strictly: camelCase keys are silently ignored. Say so.
     let mut match_labels = Vec::new();
     let mut auto_provision = None;
     if let Some(entries) = spec.as_map() {
         for (k, v) in entries {
             match k.as_str() {
-                Some("matchlabels") => match_labels = d.string_list(v, "matchlabels").unwrap_or_default(),
+                Some("matchlabels") => {
+                    match_labels = d.string_list(v, "matchlabels").unwrap_or_default()
+                }
                 Some("autoprovision") => auto_provision = decode_auto(d, v),
                 Some(other) => {
                     let hint = yaml::closest(other, &["matchlabels", "autoprovision"])
@@ -220,19 +295,44 @@ fn decode_class(d: &mut Decoder, doc: &Node) -> Option<MachineClass> {
         d.error(spec, "spec must be a mapping", "");
     }
     if !match_labels.is_empty() && auto_provision.is_some() {
-        d.error(spec, "a machine class cannot have both matchlabels and autoprovision", "keep `autoprovision` for provider-created VMs");
+        d.error(
+            spec,
+            "a machine class cannot have both matchlabels and autoprovision",
+            "keep `autoprovision` for provider-created VMs",
+        );
     }
-    Some(MachineClass { file: d.file.clone(), at: d.loc(doc), id, namespace, match_labels, auto_provision })
+    Some(MachineClass {
+        file: d.file.clone(),
+        at: d.loc(doc),
+        id,
+        namespace,
+        match_labels,
+        auto_provision,
+    })
 }
 
 fn decode_auto(d: &mut Decoder, n: &Node) -> Option<AutoProvision> {
     let entries = n.as_map()?;
-    let mut a = AutoProvision { at: d.loc(n), provider_id: None, kernel_args: Vec::new(), grpc_tunnel: None, provider_data: None };
-    let known = ["providerid", "kernelargs", "metavalues", "providerdata", "grpctunnel"];
+    let mut a = AutoProvision {
+        at: d.loc(n),
+        provider_id: None,
+        kernel_args: Vec::new(),
+        grpc_tunnel: None,
+        provider_data: None,
+    };
+    let known = [
+        "providerid",
+        "kernelargs",
+        "metavalues",
+        "providerdata",
+        "grpctunnel",
+    ];
     for (k, v) in entries {
         match k.as_str() {
             Some("providerid") => a.provider_id = d.string(v, "providerid"),
-            Some("kernelargs") => a.kernel_args = d.string_list(v, "kernelargs").unwrap_or_default(),
+            Some("kernelargs") => {
+                a.kernel_args = d.string_list(v, "kernelargs").unwrap_or_default()
+            }
             Some("metavalues") => {}
             Some("grpctunnel") => a.grpc_tunnel = d.int(v, "grpctunnel"),
             Some("providerdata") => a.provider_data = decode_provider_data(d, v),
@@ -242,8 +342,14 @@ fn decode_auto(d: &mut Decoder, n: &Node) -> Option<AutoProvision> {
                     .unwrap_or_else(|| format!("known keys: {}", known.join(", ")));
                 let loc = d.loc(k);
                 d.findings.push(
-                    Finding::error(SCHEMA_RULE, loc, format!("`{other}` is not an autoprovision field; Omni silently ignores it"))
-                        .fix(hint),
+                    Finding::error(
+                        SCHEMA_RULE,
+                        loc,
+                        format!(
+                            "`{other}` is not an autoprovision field; Omni silently ignores it"
+                        ),
+                    )
+                    .fix(hint),
                 );
             }
             None => d.error(k, "autoprovision keys must be strings", ""),
@@ -266,7 +372,11 @@ fn decode_provider_data(d: &mut Decoder, n: &Node) -> Option<ProviderData> {
             return None;
         }
         other => {
-            d.error(n, format!("providerdata must be a YAML string, found {}", other.kind()), "write `providerdata: |` followed by the keys");
+            d.error(
+                n,
+                format!("providerdata must be a YAML string, found {}", other.kind()),
+                "write `providerdata: |` followed by the keys",
+            );
             return None;
         }
     };
@@ -274,21 +384,33 @@ fn decode_provider_data(d: &mut Decoder, n: &Node) -> Option<ProviderData> {
     let mut root = match yaml::parse_documents(&file, &text) {
         Ok(mut docs) if docs.len() <= 1 => docs.pop(),
         Ok(_) => {
-            d.error(n, "providerdata holds several YAML documents", "keep a single mapping");
+            d.error(
+                n,
+                "providerdata holds several YAML documents",
+                "keep a single mapping",
+            );
             return None;
         }
         Err(e) => {
             let loc = d.loc(n);
-            d.findings.push(Finding::error(PROVIDERDATA_RULE, loc, format!("providerdata is not valid YAML: {}", e.message)));
+            d.findings.push(Finding::error(
+                PROVIDERDATA_RULE,
+                loc,
+                format!("providerdata is not valid YAML: {}", e.message),
+            ));
             return None;
         }
     };
-    // A block string's first line is the line after `providerdata: |`.
+    // The string node is anchored at its first content line (for `providerdata: |`, the
+    // line below the key): inner line 1 is that line.
     if let Some(r) = root.as_mut() {
-        r.shift(n.line, n.col.saturating_sub(1));
+        r.shift(n.line.saturating_sub(1), n.col.saturating_sub(1));
     }
     let mut pd_findings = Vec::new();
-    let mut pd = ProviderData { at: Some(d.loc(n)), ..Default::default() };
+    let mut pd = ProviderData {
+        at: Some(d.loc(n)),
+        ..Default::default()
+    };
     {
         let mut p = Decoder::new(&file, PROVIDERDATA_RULE, &mut pd_findings);
         if let Some(root) = &root {
@@ -303,7 +425,11 @@ fn decode_provider_data(d: &mut Decoder, n: &Node) -> Option<ProviderData> {
             ("storage_selector", pd.storage_selector.is_some()),
         ] {
             if !present && !has_key(root.as_ref(), key) {
-                p.error(anchor, format!("providerdata is missing the required key `{key}`"), required_fix(key));
+                p.error(
+                    anchor,
+                    format!("providerdata is missing the required key `{key}`"),
+                    required_fix(key),
+                );
             }
         }
         if pd.sockets.is_none() && !has_key(root.as_ref(), "sockets") {
@@ -333,7 +459,14 @@ fn required_fix(key: &str) -> String {
 
 fn decode_pd_fields(p: &mut Decoder, root: &Node, pd: &mut ProviderData) {
     let Some(entries) = root.as_map() else {
-        p.error(root, format!("providerdata must be a mapping, found {}", root.value.kind()), "");
+        p.error(
+            root,
+            format!(
+                "providerdata must be a mapping, found {}",
+                root.value.kind()
+            ),
+            "",
+        );
         return;
     };
     for (k, v) in entries {
@@ -353,7 +486,14 @@ fn decode_pd_fields(p: &mut Decoder, root: &Node, pd: &mut ProviderData) {
             "cpu_type" => pd.cpu_type = p.string(v, key),
             "machine_type" => pd.machine_type = one_of(p, v, key, &["q35", "i440fx"]),
             "hugepages" => pd.hugepages = one_of(p, v, key, &["2MB", "1GB"]),
-            "disk_cache" => pd.disk_cache = one_of(p, v, key, &["none", "writethrough", "writeback", "directsync", "unsafe"]),
+            "disk_cache" => {
+                pd.disk_cache = one_of(
+                    p,
+                    v,
+                    key,
+                    &["none", "writethrough", "writeback", "directsync", "unsafe"],
+                )
+            }
             "disk_aio" => pd.disk_aio = one_of(p, v, key, &["native", "threads", "io_uring"]),
             "balloon" => pd.balloon = p.bool(v, key),
             "numa" => pd.numa = p.bool(v, key),
@@ -362,15 +502,31 @@ fn decode_pd_fields(p: &mut Decoder, root: &Node, pd: &mut ProviderData) {
             "disk_iothread" => pd.disk_iothread = p.bool(v, key),
             "additional_disks" => {
                 for item in items(p, v, key) {
-                    let known = ["storage_selector", "disk_size", "disk_cache", "disk_aio", "disk_ssd", "disk_discard", "disk_iothread"];
+                    let known = [
+                        "storage_selector",
+                        "disk_size",
+                        "disk_cache",
+                        "disk_aio",
+                        "disk_ssd",
+                        "disk_discard",
+                        "disk_iothread",
+                    ];
                     if let Some(f) = p.fields(item, "additional_disks item", &known) {
                         let disk = AdditionalDisk {
                             at: p.loc(item),
-                            storage_selector: f.get("storage_selector").and_then(|n| p.string(n, "storage_selector")),
-                            disk_size: f.get("disk_size").and_then(|n| min_int(p, n, "disk_size", 1)),
+                            storage_selector: f
+                                .get("storage_selector")
+                                .and_then(|n| p.string(n, "storage_selector")),
+                            disk_size: f
+                                .get("disk_size")
+                                .and_then(|n| min_int(p, n, "disk_size", 1)),
                         };
                         if disk.storage_selector.is_none() || disk.disk_size.is_none() {
-                            p.error(item, "every additional disk needs `storage_selector` and `disk_size`", "add the missing key");
+                            p.error(
+                                item,
+                                "every additional disk needs `storage_selector` and `disk_size`",
+                                "add the missing key",
+                            );
                         }
                         pd.additional_disks.push(disk);
                     }
@@ -378,7 +534,11 @@ fn decode_pd_fields(p: &mut Decoder, root: &Node, pd: &mut ProviderData) {
             }
             "additional_nics" => {
                 for item in items(p, v, key) {
-                    if let Some(f) = p.fields(item, "additional_nics item", &["bridge", "vlan", "firewall"]) {
+                    if let Some(f) = p.fields(
+                        item,
+                        "additional_nics item",
+                        &["bridge", "vlan", "firewall"],
+                    ) {
                         let nic = AdditionalNic {
                             at: p.loc(item),
                             bridge: f.get("bridge").and_then(|n| p.string(n, "bridge")),
@@ -386,7 +546,11 @@ fn decode_pd_fields(p: &mut Decoder, root: &Node, pd: &mut ProviderData) {
                             firewall: f.get("firewall").and_then(|n| p.bool(n, "firewall")),
                         };
                         if nic.bridge.is_none() {
-                            p.error(item, "every additional NIC needs `bridge`", "add e.g. `bridge: vmbr1`");
+                            p.error(
+                                item,
+                                "every additional NIC needs `bridge`",
+                                "add e.g. `bridge: vmbr1`",
+                            );
                         }
                         pd.additional_nics.push(nic);
                     }
@@ -394,12 +558,18 @@ fn decode_pd_fields(p: &mut Decoder, root: &Node, pd: &mut ProviderData) {
             }
             "pci_devices" => {
                 for item in items(p, v, key) {
-                    if let Some(f) = p.fields(item, "pci_devices item", &["mapping", "pcie", "primary_gpu", "rombar"]) {
+                    if let Some(f) = p.fields(
+                        item,
+                        "pci_devices item",
+                        &["mapping", "pcie", "primary_gpu", "rombar"],
+                    ) {
                         let dev = PciDevice {
                             at: p.loc(item),
                             mapping: f.get("mapping").and_then(|n| p.string(n, "mapping")),
                             pcie: f.get("pcie").and_then(|n| p.bool(n, "pcie")),
-                            primary_gpu: f.get("primary_gpu").and_then(|n| p.bool(n, "primary_gpu")),
+                            primary_gpu: f
+                                .get("primary_gpu")
+                                .and_then(|n| p.bool(n, "primary_gpu")),
                             rombar: f.get("rombar").and_then(|n| p.bool(n, "rombar")),
                         };
                         if dev.mapping.is_none() {
@@ -415,8 +585,15 @@ fn decode_pd_fields(p: &mut Decoder, root: &Node, pd: &mut ProviderData) {
                     .unwrap_or_default();
                 let loc = p.loc(k);
                 p.findings.push(
-                    Finding::warning(PROVIDERDATA_RULE, loc, format!("unknown providerdata key `{other}`: the provider ignores it"))
-                        .fix(format!("{hint}the provider's keys are snake_case: {}", PROVIDERDATA_KEYS.join(", "))),
+                    Finding::warning(
+                        PROVIDERDATA_RULE,
+                        loc,
+                        format!("unknown providerdata key `{other}`: the provider ignores it"),
+                    )
+                    .fix(format!(
+                        "{hint}the provider's keys are snake_case: {}",
+                        PROVIDERDATA_KEYS.join(", ")
+                    )),
                 );
             }
         }
@@ -436,12 +613,33 @@ fn items<'n>(p: &mut Decoder, v: &'n Node, key: &str) -> Vec<&'n Node> {
 
 fn min_int(p: &mut Decoder, v: &Node, key: &str, min: i128) -> Option<At<i128>> {
     if let Value::String(s) = &v.value {
-        p.error(v, format!("`{key}` must be an integer, found the string \"{s}\""), format!("write `{key}: {s}` without quotes"));
+        let unit = match key {
+            "memory" => " of MiB, e.g. `memory: 16384`",
+            "disk_size" => " of GiB, e.g. `disk_size: 100`",
+            _ => "",
+        };
+        let fix = if s.trim().parse::<i128>().is_ok() {
+            format!("write `{key}: {}` without quotes", s.trim())
+        } else {
+            format!("write a whole number{unit}")
+        };
+        p.error(
+            v,
+            format!("`{key}` must be an integer, found the string \"{s}\""),
+            fix,
+        );
         return None;
     }
     let n = p.int(v, &format!("`{key}`"))?;
     if n.value < min {
-        p.error(v, format!("`{key}` is {}, below the provider's minimum of {min}", n.value), format!("set `{key}` to at least {min}"));
+        p.error(
+            v,
+            format!(
+                "`{key}` is {}, below the provider's minimum of {min}",
+                n.value
+            ),
+            format!("set `{key}` to at least {min}"),
+        );
     }
     Some(n)
 }
@@ -449,7 +647,15 @@ fn min_int(p: &mut Decoder, v: &Node, key: &str, min: i128) -> Option<At<i128>> 
 fn one_of(p: &mut Decoder, v: &Node, key: &str, allowed: &[&str]) -> Option<At<String>> {
     let s = p.string(v, key)?;
     if !allowed.contains(&s.value.as_str()) {
-        p.error(v, format!("`{key}` is \"{}\", not one of {}", s.value, allowed.join(", ")), format!("use one of {}", allowed.join(", ")));
+        p.error(
+            v,
+            format!(
+                "`{key}` is \"{}\", not one of {}",
+                s.value,
+                allowed.join(", ")
+            ),
+            format!("use one of {}", allowed.join(", ")),
+        );
     }
     Some(s)
 }

@@ -14,8 +14,12 @@ use std::fmt;
 use cel::common::ast::{Expr, IdedExpr, LiteralValue};
 
 /// The variables the provider declares, with their CEL types.
-pub const VARIABLES: &[(&str, Ty)] =
-    &[("name", Ty::String), ("node", Ty::String), ("storageType", Ty::String), ("availableSpace", Ty::Uint)];
+pub const VARIABLES: &[(&str, Ty)] = &[
+    ("name", Ty::String),
+    ("node", Ty::String),
+    ("storageType", Ty::String),
+    ("availableSpace", Ty::Uint),
+];
 
 /// What the provider binds for one storage of one node (`GET /nodes/{node}/storage`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,12 +69,19 @@ pub enum SelectorError {
     Empty,
     #[error("syntax error: {message}")]
     Syntax { message: String },
-    #[error("`type` is not a variable of the provider's selector environment (cel-go rejects `type` here: it is the built-in type denotation)")]
+    #[error(
+        "`type` is not a variable of the provider's selector environment (cel-go rejects `type` here: it is the built-in type denotation)"
+    )]
     TypeKeyword { col: u32 },
     #[error("undeclared reference to '{name}' (in container '')")]
     Undeclared { name: String, col: u32 },
     #[error("found no matching overload for '{op}' applied to '({left}, {right})'")]
-    Overload { op: String, left: Ty, right: Ty, col: u32 },
+    Overload {
+        op: String,
+        left: Ty,
+        right: Ty,
+        col: u32,
+    },
     #[error("expression output type is {found}, expected bool")]
     NotBool { found: Ty },
 }
@@ -119,7 +130,9 @@ pub struct StorageSelector {
 
 impl fmt::Debug for StorageSelector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StorageSelector").field("source", &self.source).finish()
+        f.debug_struct("StorageSelector")
+            .field("source", &self.source)
+            .finish()
     }
 }
 
@@ -130,14 +143,24 @@ impl StorageSelector {
             return Err(SelectorError::Empty);
         }
         let program = cel::Program::compile(source).map_err(|e| SelectorError::Syntax {
-            message: e.errors.iter().map(|x| x.msg.clone()).collect::<Vec<_>>().join("; "),
+            message: e
+                .errors
+                .iter()
+                .map(|x| x.msg.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
         })?;
-        let checker = Checker { info: program.source_info() };
+        let checker = Checker {
+            info: program.source_info(),
+        };
         let ty = checker.check(program.expression())?;
         if !matches!(ty, Ty::Bool | Ty::Dyn) {
             return Err(SelectorError::NotBool { found: ty });
         }
-        Ok(StorageSelector { source: source.to_string(), program })
+        Ok(StorageSelector {
+            source: source.to_string(),
+            program,
+        })
     }
 
     pub fn source(&self) -> &str {
@@ -162,7 +185,10 @@ impl StorageSelector {
 
     /// The provider's error text when nothing matches.
     pub fn no_match_message(&self) -> String {
-        format!("failed to pick the disk: no matches for the condition {:?}", self.source)
+        format!(
+            "failed to pick the disk: no matches for the condition {:?}",
+            self.source
+        )
     }
 }
 
@@ -185,7 +211,10 @@ impl Checker<'_> {
             Expr::Ident(name) => match VARIABLES.iter().find(|(n, _)| n == name) {
                 Some((_, ty)) => Ok(*ty),
                 None if name == "type" => Err(SelectorError::TypeKeyword { col: self.col(e) }),
-                None => Err(SelectorError::Undeclared { name: name.clone(), col: self.col(e) }),
+                None => Err(SelectorError::Undeclared {
+                    name: name.clone(),
+                    col: self.col(e),
+                }),
             },
             Expr::Literal(l) => Ok(match l {
                 LiteralValue::Boolean(_) => Ty::Bool,
@@ -209,19 +238,33 @@ impl Checker<'_> {
                 Ok(Ty::Dyn)
             }
             Expr::Comprehension(_) | Expr::Unspecified => Ok(Ty::Dyn),
-            Expr::Call(call) => self.check_call(e, &call.func_name, call.target.as_deref(), &call.args),
+            Expr::Call(call) => {
+                self.check_call(e, &call.func_name, call.target.as_deref(), &call.args)
+            }
         }
     }
 
-    fn check_call(&self, e: &IdedExpr, func: &str, target: Option<&IdedExpr>, args: &[IdedExpr]) -> Result<Ty, SelectorError> {
+    fn check_call(
+        &self,
+        e: &IdedExpr,
+        func: &str,
+        target: Option<&IdedExpr>,
+        args: &[IdedExpr],
+    ) -> Result<Ty, SelectorError> {
         use cel::common::ast::operators as op;
         let target_ty = target.map(|t| self.check(t)).transpose()?;
-        let tys = args.iter().map(|a| self.check(a)).collect::<Result<Vec<_>, _>>()?;
+        let tys = args
+            .iter()
+            .map(|a| self.check(a))
+            .collect::<Result<Vec<_>, _>>()?;
         let overload = |left: Ty, right: Ty| SelectorError::Overload {
             op: func.to_string(),
             left,
             right,
-            col: args.get(1).map(|a| self.col(a)).unwrap_or_else(|| self.col(e)),
+            col: args
+                .get(1)
+                .map(|a| self.col(a))
+                .unwrap_or_else(|| self.col(e)),
         };
         let same = |a: Ty, b: Ty| a == b || a == Ty::Dyn || b == Ty::Dyn;
         match func {
@@ -242,7 +285,12 @@ impl Checker<'_> {
             f if [op::LOGICAL_AND, op::LOGICAL_OR].contains(&f) => {
                 for (a, t) in args.iter().zip(&tys) {
                     if !matches!(t, Ty::Bool | Ty::Dyn) {
-                        return Err(SelectorError::Overload { op: func.into(), left: tys[0], right: tys[1], col: self.col(a) });
+                        return Err(SelectorError::Overload {
+                            op: func.into(),
+                            left: tys[0],
+                            right: tys[1],
+                            col: self.col(a),
+                        });
                     }
                 }
                 Ok(Ty::Bool)
@@ -256,12 +304,21 @@ impl Checker<'_> {
                 Ok(l)
             }
             f if f == op::NEGATE => Ok(tys[0]),
-            f if f == op::CONDITIONAL => Ok(if same(tys[1], tys[2]) { tys[1] } else { Ty::Dyn }),
+            f if f == op::CONDITIONAL => Ok(if same(tys[1], tys[2]) {
+                tys[1]
+            } else {
+                Ty::Dyn
+            }),
             f if f == op::IN => Ok(Ty::Bool),
             "contains" | "startsWith" | "endsWith" | "matches" => {
                 let recv = target_ty.unwrap_or(Ty::String);
                 if !matches!(recv, Ty::String | Ty::Dyn) {
-                    return Err(SelectorError::Overload { op: func.into(), left: recv, right: tys.first().copied().unwrap_or(Ty::Dyn), col: self.col(e) });
+                    return Err(SelectorError::Overload {
+                        op: func.into(),
+                        left: recv,
+                        right: tys.first().copied().unwrap_or(Ty::Dyn),
+                        col: self.col(e),
+                    });
                 }
                 Ok(Ty::Bool)
             }
@@ -278,7 +335,13 @@ impl Checker<'_> {
 /// Variable names an expression reads, for messages.
 pub fn referenced_variables(source: &str) -> BTreeSet<String> {
     cel::Program::compile(source)
-        .map(|p| p.references().variables().into_iter().map(str::to_string).collect())
+        .map(|p| {
+            p.references()
+                .variables()
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -287,13 +350,22 @@ mod tests {
     use super::*;
 
     fn storage(name: &str, ty: &str, avail: u64) -> StorageFacts {
-        StorageFacts { name: name.into(), node: "golf".into(), storage_type: ty.into(), available_space: avail }
+        StorageFacts {
+            name: name.into(),
+            node: "golf".into(),
+            storage_type: ty.into(),
+            available_space: avail,
+        }
     }
 
     #[test]
     fn name_selector_compiles_and_picks_first_match_in_api_order() {
         let s = StorageSelector::compile(r#"name == "vm_ssd" || storageType == "rbd""#).unwrap();
-        let list = [storage("local", "dir", 1), storage("ceph2", "rbd", 5), storage("vm_ssd", "rbd", 9)];
+        let list = [
+            storage("local", "dir", 1),
+            storage("ceph2", "rbd", 5),
+            storage("vm_ssd", "rbd", 9),
+        ];
         assert_eq!(s.pick(&list).unwrap().name, "ceph2");
     }
 
@@ -307,14 +379,20 @@ mod tests {
     #[test]
     fn undeclared_identifier_is_rejected_even_behind_short_circuit() {
         let e = StorageSelector::compile(r#"name == "x" || storage == "ceph""#).unwrap_err();
-        assert_eq!(e.to_string(), "undeclared reference to 'storage' (in container '')");
+        assert_eq!(
+            e.to_string(),
+            "undeclared reference to 'storage' (in container '')"
+        );
         assert_eq!(e.column(), Some(16));
     }
 
     #[test]
     fn uint_compared_with_int_literal_is_an_overload_error() {
         let e = StorageSelector::compile("availableSpace > 100").unwrap_err();
-        assert_eq!(e.to_string(), "found no matching overload for '_>_' applied to '(uint, int)'");
+        assert_eq!(
+            e.to_string(),
+            "found no matching overload for '_>_' applied to '(uint, int)'"
+        );
         assert!(e.fix().contains("100000000000u"));
         assert!(StorageSelector::compile("availableSpace > 100u").is_ok());
     }
@@ -328,6 +406,9 @@ mod tests {
     #[test]
     fn no_match_message_quotes_like_go() {
         let s = StorageSelector::compile(r#"name == "ssd-pool""#).unwrap();
-        assert_eq!(s.no_match_message(), r#"failed to pick the disk: no matches for the condition "name == \"ssd-pool\"""#);
+        assert_eq!(
+            s.no_match_message(),
+            r#"failed to pick the disk: no matches for the condition "name == \"ssd-pool\"""#
+        );
     }
 }

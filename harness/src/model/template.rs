@@ -195,30 +195,67 @@ impl PatchDocument {
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     #[error("{path}: cannot read the cluster template: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Syntax(#[from] yaml::SyntaxError),
 }
 
 const CLUSTER_FIELDS: &[&str] = &[
-    "kind", "name", "labels", "annotations", "kubernetes", "talos", "features", "patches",
-    "systemExtensions", "kernelArgs",
+    "kind",
+    "name",
+    "labels",
+    "annotations",
+    "kubernetes",
+    "talos",
+    "features",
+    "patches",
+    "systemExtensions",
+    "kernelArgs",
 ];
 const SET_FIELDS: &[&str] = &[
-    "kind", "name", "labels", "annotations", "machines", "machineClass", "bootstrapSpec",
-    "updateStrategy", "deleteStrategy", "upgradeStrategy", "patches", "systemExtensions", "kernelArgs",
+    "kind",
+    "name",
+    "labels",
+    "annotations",
+    "machines",
+    "machineClass",
+    "bootstrapSpec",
+    "updateStrategy",
+    "deleteStrategy",
+    "upgradeStrategy",
+    "patches",
+    "systemExtensions",
+    "kernelArgs",
 ];
-const MACHINE_FIELDS: &[&str] =
-    &["kind", "name", "labels", "annotations", "locked", "install", "patches", "systemExtensions", "kernelArgs"];
+const MACHINE_FIELDS: &[&str] = &[
+    "kind",
+    "name",
+    "labels",
+    "annotations",
+    "locked",
+    "install",
+    "patches",
+    "systemExtensions",
+    "kernelArgs",
+];
 const FEATURE_FIELDS: &[&str] = &[
-    "diskEncryption", "enableWorkloadProxy", "useEmbeddedDiscoveryService",
-    "disablePublicDiscoveryService", "enableNodeAuditSkip", "backupConfiguration",
+    "diskEncryption",
+    "enableWorkloadProxy",
+    "useEmbeddedDiscoveryService",
+    "disablePublicDiscoveryService",
+    "enableNodeAuditSkip",
+    "backupConfiguration",
 ];
 
 impl ClusterTemplate {
     pub fn load(path: &Path) -> Result<Self, TemplateError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| TemplateError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::parse(path, &text)
     }
 
@@ -265,7 +302,11 @@ impl ClusterTemplate {
                 }
             }
             "ControlPlane" | "Workers" => {
-                let k = if kind == "ControlPlane" { SetKind::ControlPlane } else { SetKind::Workers };
+                let k = if kind == "ControlPlane" {
+                    SetKind::ControlPlane
+                } else {
+                    SetKind::Workers
+                };
                 if let Some(s) = decode_set(&mut d, doc, k, base, &mut patch_findings) {
                     match k {
                         SetKind::ControlPlane => self.control_planes.push(s),
@@ -289,10 +330,22 @@ impl ClusterTemplate {
 
     /// Every patch in the template with the level it applies at.
     pub fn all_patches(&self) -> impl Iterator<Item = (PatchLevel, &Patch)> {
-        let c = self.clusters.iter().flat_map(|c| c.patches.iter().map(|p| (PatchLevel::Cluster, p)));
-        let cp = self.control_planes.iter().flat_map(|s| s.patches.iter().map(|p| (PatchLevel::ControlPlane, p)));
-        let w = self.workers.iter().flat_map(|s| s.patches.iter().map(|p| (PatchLevel::Workers, p)));
-        let m = self.machines.iter().flat_map(|s| s.patches.iter().map(|p| (PatchLevel::Machine, p)));
+        let c = self
+            .clusters
+            .iter()
+            .flat_map(|c| c.patches.iter().map(|p| (PatchLevel::Cluster, p)));
+        let cp = self
+            .control_planes
+            .iter()
+            .flat_map(|s| s.patches.iter().map(|p| (PatchLevel::ControlPlane, p)));
+        let w = self
+            .workers
+            .iter()
+            .flat_map(|s| s.patches.iter().map(|p| (PatchLevel::Workers, p)));
+        let m = self
+            .machines
+            .iter()
+            .flat_map(|s| s.patches.iter().map(|p| (PatchLevel::Machine, p)));
         c.chain(cp).chain(w).chain(m)
     }
 
@@ -317,11 +370,26 @@ pub enum PatchLevel {
     Machine,
 }
 
-fn decode_cluster(d: &mut Decoder, doc: &Node, base: &Path, extra: &mut Vec<Finding>) -> Option<ClusterDoc> {
+fn decode_cluster(
+    d: &mut Decoder,
+    doc: &Node,
+    base: &Path,
+    extra: &mut Vec<Finding>,
+) -> Option<ClusterDoc> {
     let f = d.fields(doc, "Cluster", CLUSTER_FIELDS)?;
     // The classic mistake: the whole template written as one nested document.
-    for nested in ["controlPlane", "controlplane", "ControlPlane", "workers", "Workers", "machines"] {
-        if let Some((k, _)) = doc.as_map().and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some(nested))) {
+    for nested in [
+        "controlPlane",
+        "controlplane",
+        "ControlPlane",
+        "workers",
+        "Workers",
+        "machines",
+    ] {
+        if let Some((k, _)) = doc
+            .as_map()
+            .and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some(nested)))
+        {
             // Replace the generic unknown-field finding with the actionable one.
             let loc = d.loc(k);
             d.findings.retain(|x| x.location != loc);
@@ -340,21 +408,37 @@ fn decode_cluster(d: &mut Decoder, doc: &Node, base: &Path, extra: &mut Vec<Find
     let mut c = ClusterDoc {
         at: d.loc(doc),
         name: f.get("name").and_then(|n| d.string(n, "Cluster name")),
-        labels: f.get("labels").map(|n| d.string_map(n, "labels")).unwrap_or_default(),
-        annotations: f.get("annotations").map(|n| d.string_map(n, "annotations")).unwrap_or_default(),
+        labels: f
+            .get("labels")
+            .map(|n| d.string_map(n, "labels"))
+            .unwrap_or_default(),
+        annotations: f
+            .get("annotations")
+            .map(|n| d.string_map(n, "annotations"))
+            .unwrap_or_default(),
         kubernetes: Kubernetes::default(),
         talos_version: None,
         features: Vec::new(),
         patches: Vec::new(),
-        system_extensions: f.get("systemExtensions").and_then(|n| d.string_list(n, "systemExtensions")),
-        kernel_args: f.get("kernelArgs").and_then(|n| d.string_list(n, "kernelArgs")),
+        system_extensions: f
+            .get("systemExtensions")
+            .and_then(|n| d.string_list(n, "systemExtensions")),
+        kernel_args: f
+            .get("kernelArgs")
+            .and_then(|n| d.string_list(n, "kernelArgs")),
     };
     if let Some(k) = f.get("kubernetes")
         && let Some(kf) = d.fields(k, "kubernetes", &["version", "manifests", "healthchecks"])
     {
-        c.kubernetes.version = kf.get("version").and_then(|n| d.string(n, "kubernetes.version"));
+        c.kubernetes.version = kf
+            .get("version")
+            .and_then(|n| d.string(n, "kubernetes.version"));
         for m in seq(d, kf.get("manifests"), "kubernetes.manifests") {
-            if let Some(mf) = d.fields(m, "manifest", &["name", "mode", "inline", "file", "labels", "annotations"]) {
+            if let Some(mf) = d.fields(
+                m,
+                "manifest",
+                &["name", "mode", "inline", "file", "labels", "annotations"],
+            ) {
                 c.kubernetes.manifests.push(Manifest {
                     at: d.loc(m),
                     name: mf.get("name").and_then(|n| d.string(n, "manifest name")),
@@ -364,16 +448,33 @@ fn decode_cluster(d: &mut Decoder, doc: &Node, base: &Path, extra: &mut Vec<Find
             }
         }
         for h in seq(d, kf.get("healthchecks"), "kubernetes.healthchecks") {
-            let known = ["name", "idOverride", "job", "file", "interval", "labels", "annotations"];
+            let known = [
+                "name",
+                "idOverride",
+                "job",
+                "file",
+                "interval",
+                "labels",
+                "annotations",
+            ];
             if let Some(hf) = d.fields(h, "healthcheck", &known) {
                 c.kubernetes.healthchecks.push(HealthCheck {
                     at: d.loc(h),
-                    name: hf.get("name").or(hf.get("idOverride")).and_then(|n| d.string(n, "healthcheck name")),
-                    interval: hf.get("interval").and_then(|n| d.string(n, "healthcheck interval")),
+                    name: hf
+                        .get("name")
+                        .or(hf.get("idOverride"))
+                        .and_then(|n| d.string(n, "healthcheck name")),
+                    interval: hf
+                        .get("interval")
+                        .and_then(|n| d.string(n, "healthcheck interval")),
                     source: hf
                         .get("job")
                         .map(|n| Source::Inline(n.clone()))
-                        .or_else(|| hf.get("file").and_then(|n| d.string(n, "file")).map(Source::File)),
+                        .or_else(|| {
+                            hf.get("file")
+                                .and_then(|n| d.string(n, "file"))
+                                .map(Source::File)
+                        }),
                 });
             }
         }
@@ -388,7 +489,8 @@ fn decode_cluster(d: &mut Decoder, doc: &Node, base: &Path, extra: &mut Vec<Find
     {
         for key in FEATURE_FIELDS {
             if let (Some(k), Some(v)) = (ff.key_node(key), ff.get(key)) {
-                c.features.push((At::new((*key).to_string(), d.loc(k)), v.clone()));
+                c.features
+                    .push((At::new((*key).to_string(), d.loc(k)), v.clone()));
             }
         }
     }
@@ -396,13 +498,21 @@ fn decode_cluster(d: &mut Decoder, doc: &Node, base: &Path, extra: &mut Vec<Find
     Some(c)
 }
 
-fn decode_set(d: &mut Decoder, doc: &Node, kind: SetKind, base: &Path, extra: &mut Vec<Finding>) -> Option<MachineSetDoc> {
+fn decode_set(
+    d: &mut Decoder,
+    doc: &Node,
+    kind: SetKind,
+    base: &Path,
+    extra: &mut Vec<Finding>,
+) -> Option<MachineSetDoc> {
     let f = d.fields(doc, kind.as_str(), SET_FIELDS)?;
     let machine_class = f.get("machineClass").and_then(|mc| {
         let mf = d.fields(mc, "machineClass", &["name", "size"])?;
         Some(MachineClassRef {
             at: d.loc(mc),
-            name: mf.get("name").and_then(|n| d.string(n, "machineClass.name")),
+            name: mf
+                .get("name")
+                .and_then(|n| d.string(n, "machineClass.name")),
             size: mf.get("size").and_then(|n| size(d, n)),
         })
     });
@@ -420,10 +530,19 @@ fn decode_set(d: &mut Decoder, doc: &Node, kind: SetKind, base: &Path, extra: &m
         {
             let loc = k.at.clone();
             d.findings.push(
-                Finding::error(SCHEMA_RULE, loc, format!("unknown {key} type \"{}\"", k.value)).fix("use `Rolling` or `Unset`"),
+                Finding::error(
+                    SCHEMA_RULE,
+                    loc,
+                    format!("unknown {key} type \"{}\"", k.value),
+                )
+                .fix("use `Rolling` or `Unset`"),
             );
         }
-        Some(Strategy { at: d.loc(n), kind, max_parallelism })
+        Some(Strategy {
+            at: d.loc(n),
+            kind,
+            max_parallelism,
+        })
     };
     let update_strategy = strategy(d, "updateStrategy");
     let delete_strategy = strategy(d, "deleteStrategy");
@@ -432,8 +551,14 @@ fn decode_set(d: &mut Decoder, doc: &Node, kind: SetKind, base: &Path, extra: &m
         kind,
         at: d.loc(doc),
         name: f.get("name").and_then(|n| d.string(n, "name")),
-        labels: f.get("labels").map(|n| d.string_map(n, "labels")).unwrap_or_default(),
-        annotations: f.get("annotations").map(|n| d.string_map(n, "annotations")).unwrap_or_default(),
+        labels: f
+            .get("labels")
+            .map(|n| d.string_map(n, "labels"))
+            .unwrap_or_default(),
+        annotations: f
+            .get("annotations")
+            .map(|n| d.string_map(n, "annotations"))
+            .unwrap_or_default(),
         machines: f.get("machines").and_then(|n| d.string_list(n, "machines")),
         machine_class,
         bootstrap_spec: f.get("bootstrapSpec").cloned(),
@@ -441,31 +566,52 @@ fn decode_set(d: &mut Decoder, doc: &Node, kind: SetKind, base: &Path, extra: &m
         delete_strategy,
         upgrade_strategy,
         patches: patches(d, f.get("patches"), base, extra),
-        system_extensions: f.get("systemExtensions").and_then(|n| d.string_list(n, "systemExtensions")),
-        kernel_args: f.get("kernelArgs").and_then(|n| d.string_list(n, "kernelArgs")),
+        system_extensions: f
+            .get("systemExtensions")
+            .and_then(|n| d.string_list(n, "systemExtensions")),
+        kernel_args: f
+            .get("kernelArgs")
+            .and_then(|n| d.string_list(n, "kernelArgs")),
     })
 }
 
-fn decode_machine(d: &mut Decoder, doc: &Node, base: &Path, extra: &mut Vec<Finding>) -> Option<MachineDoc> {
+fn decode_machine(
+    d: &mut Decoder,
+    doc: &Node,
+    base: &Path,
+    extra: &mut Vec<Finding>,
+) -> Option<MachineDoc> {
     let f = d.fields(doc, "Machine", MACHINE_FIELDS)?;
     let (mut disk, mut selector) = (None, None);
     if let Some(i) = f.get("install")
         && let Some(inf) = d.fields(i, "install", &["disk", "diskSelector"])
     {
         disk = inf.get("disk").and_then(|n| d.string(n, "install.disk"));
-        selector = inf.get("diskSelector").and_then(|n| d.string(n, "install.diskSelector"));
+        selector = inf
+            .get("diskSelector")
+            .and_then(|n| d.string(n, "install.diskSelector"));
     }
     Some(MachineDoc {
         at: d.loc(doc),
         name: f.get("name").and_then(|n| d.string(n, "Machine name")),
-        labels: f.get("labels").map(|n| d.string_map(n, "labels")).unwrap_or_default(),
-        annotations: f.get("annotations").map(|n| d.string_map(n, "annotations")).unwrap_or_default(),
+        labels: f
+            .get("labels")
+            .map(|n| d.string_map(n, "labels"))
+            .unwrap_or_default(),
+        annotations: f
+            .get("annotations")
+            .map(|n| d.string_map(n, "annotations"))
+            .unwrap_or_default(),
         locked: f.get("locked").and_then(|n| d.bool(n, "locked")),
         install_disk: disk,
         install_disk_selector: selector,
         patches: patches(d, f.get("patches"), base, extra),
-        system_extensions: f.get("systemExtensions").and_then(|n| d.string_list(n, "systemExtensions")),
-        kernel_args: f.get("kernelArgs").and_then(|n| d.string_list(n, "kernelArgs")),
+        system_extensions: f
+            .get("systemExtensions")
+            .and_then(|n| d.string_list(n, "systemExtensions")),
+        kernel_args: f
+            .get("kernelArgs")
+            .and_then(|n| d.string_list(n, "kernelArgs")),
     })
 }
 
@@ -480,7 +626,9 @@ fn size(d: &mut Decoder, n: &Node) -> Option<At<Size>> {
         _ => None,
     };
     if parsed.is_none() {
-        let text = n.scalar_text().unwrap_or_else(|| n.value.kind().to_string());
+        let text = n
+            .scalar_text()
+            .unwrap_or_else(|| n.value.kind().to_string());
         d.error(
             n,
             format!("invalid machine count {text}: expected a non-negative integer or `unlimited`"),
@@ -497,7 +645,11 @@ fn seq<'n>(d: &mut Decoder, n: Option<&'n Node>, what: &str) -> Vec<&'n Node> {
         Some(n) => match n.as_seq() {
             Some(items) => items.iter().collect(),
             None => {
-                d.error(n, format!("{what} must be a list, found {}", n.value.kind()), "");
+                d.error(
+                    n,
+                    format!("{what} must be a list, found {}", n.value.kind()),
+                    "",
+                );
                 Vec::new()
             }
         },
@@ -509,36 +661,70 @@ fn source(d: &mut Decoder, f: &yaml::Fields) -> Option<Source> {
         (Some(i), None) => Some(Source::Inline(i.clone())),
         (None, Some(p)) => d.string(p, "file").map(Source::File),
         (Some(i), Some(_)) => {
-            d.error(i, "`file` and `inline` are mutually exclusive", "keep one of them");
+            d.error(
+                i,
+                "`file` and `inline` are mutually exclusive",
+                "keep one of them",
+            );
             None
         }
         (None, None) => None,
     }
 }
 
-const PATCH_FIELDS: &[&str] = &["name", "idOverride", "labels", "annotations", "file", "inline"];
+const PATCH_FIELDS: &[&str] = &[
+    "name",
+    "idOverride",
+    "labels",
+    "annotations",
+    "file",
+    "inline",
+];
 
 fn patches(d: &mut Decoder, n: Option<&Node>, base: &Path, extra: &mut Vec<Finding>) -> Vec<Patch> {
     let mut out = Vec::new();
     for p in seq(d, n, "patches") {
-        let Some(pf) = d.fields(p, "patch", PATCH_FIELDS) else { continue };
+        let Some(pf) = d.fields(p, "patch", PATCH_FIELDS) else {
+            continue;
+        };
         let name = pf.get("name").and_then(|n| d.string(n, "patch name"));
-        let id_override = pf.get("idOverride").and_then(|n| d.string(n, "patch idOverride"));
+        let id_override = pf
+            .get("idOverride")
+            .and_then(|n| d.string(n, "patch idOverride"));
         let file = pf.get("file").and_then(|n| d.string(n, "patch file"));
         let inline = pf.get("inline");
         let mut documents = Vec::new();
         match (inline, &file) {
-            (Some(_), Some(_)) => d.error(p, "patch: path and inline are mutually exclusive", "keep either `file` or `inline`"),
-            (None, None) => d.error(p, "patch: path or inline is required", "add `inline:` with the patch, or `file:` with its path"),
+            (Some(_), Some(_)) => d.error(
+                p,
+                "patch: path and inline are mutually exclusive",
+                "keep either `file` or `inline`",
+            ),
+            (None, None) => d.error(
+                p,
+                "patch: path or inline is required",
+                "add `inline:` with the patch, or `file:` with its path",
+            ),
             (Some(i), None) => {
                 if name.is_none() && id_override.is_none() {
-                    d.error(p, "either name or idOverride is required for inline patches", "add `name: <what the patch does>`");
+                    d.error(
+                        p,
+                        "either name or idOverride is required for inline patches",
+                        "add `name: <what the patch does>`",
+                    );
                 }
                 documents = inline_documents(d, i);
             }
             (None, Some(f)) => documents = file_documents(d, f, base, extra),
         }
-        out.push(Patch { at: d.loc(p), name, id_override, file, has_inline: inline.is_some(), documents });
+        out.push(Patch {
+            at: d.loc(p),
+            name,
+            id_override,
+            file,
+            has_inline: inline.is_some(),
+            documents,
+        });
     }
     out
 }
@@ -546,39 +732,77 @@ fn patches(d: &mut Decoder, n: Option<&Node>, base: &Path, extra: &mut Vec<Findi
 fn inline_documents(d: &mut Decoder, i: &Node) -> Vec<PatchDocument> {
     let file = Arc::clone(&d.file);
     match &i.value {
-        Value::Map(_) => vec![PatchDocument { file, node: i.clone() }],
-        Value::Seq(items) => items.iter().map(|n| PatchDocument { file: Arc::clone(&file), node: n.clone() }).collect(),
+        Value::Map(_) => vec![PatchDocument {
+            file,
+            node: i.clone(),
+        }],
+        Value::Seq(items) => items
+            .iter()
+            .map(|n| PatchDocument {
+                file: Arc::clone(&file),
+                node: n.clone(),
+            })
+            .collect(),
         Value::String(s) => match yaml::parse_documents(&file, s) {
-            // A block string starts on the line after its indicator; shift the inner positions
-            // there so findings point near the right line of the template.
+            // The string node is anchored at its first content line; shift the inner
+            // positions there so findings point at the right line of the template.
             Ok(docs) => docs
                 .into_iter()
                 .map(|mut n| {
-                    n.shift(i.line, i.col.saturating_sub(1));
-                    PatchDocument { file: Arc::clone(&file), node: n }
+                    n.shift(i.line.saturating_sub(1), i.col.saturating_sub(1));
+                    PatchDocument {
+                        file: Arc::clone(&file),
+                        node: n,
+                    }
                 })
                 .collect(),
             Err(e) => {
-                d.error(i, format!("inline patch string is not valid YAML: {}", e.message), "");
+                d.error(
+                    i,
+                    format!("inline patch string is not valid YAML: {}", e.message),
+                    "",
+                );
                 Vec::new()
             }
         },
         other => {
-            d.error(i, format!("inline patch must be a mapping, a list of mappings or a YAML string, found {}", other.kind()), "");
+            d.error(
+                i,
+                format!(
+                    "inline patch must be a mapping, a list of mappings or a YAML string, found {}",
+                    other.kind()
+                ),
+                "",
+            );
             Vec::new()
         }
     }
 }
 
-fn file_documents(d: &mut Decoder, f: &At<String>, base: &Path, extra: &mut Vec<Finding>) -> Vec<PatchDocument> {
+fn file_documents(
+    d: &mut Decoder,
+    f: &At<String>,
+    base: &Path,
+    extra: &mut Vec<Finding>,
+) -> Vec<PatchDocument> {
     let path = base.join(&f.value);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let pf = Arc::new(path.clone());
             match yaml::parse_documents(&pf, &text) {
-                Ok(docs) => docs.into_iter().map(|node| PatchDocument { file: Arc::clone(&pf), node }).collect(),
+                Ok(docs) => docs
+                    .into_iter()
+                    .map(|node| PatchDocument {
+                        file: Arc::clone(&pf),
+                        node,
+                    })
+                    .collect(),
                 Err(e) => {
-                    extra.push(Finding::error(SCHEMA_RULE, e.location, format!("patch file is not valid YAML: {}", e.message)));
+                    extra.push(Finding::error(
+                        SCHEMA_RULE,
+                        e.location,
+                        format!("patch file is not valid YAML: {}", e.message),
+                    ));
                     Vec::new()
                 }
             }
@@ -586,8 +810,12 @@ fn file_documents(d: &mut Decoder, f: &At<String>, base: &Path, extra: &mut Vec<
         Err(e) => {
             let loc = f.at.clone();
             d.findings.push(
-                Finding::error(SCHEMA_RULE, loc, format!("failed to access \"{}\": {e}", path.display()))
-                    .fix("patch files are relative to the template's directory"),
+                Finding::error(
+                    SCHEMA_RULE,
+                    loc,
+                    format!("failed to access \"{}\": {e}", path.display()),
+                )
+                .fix("patch files are relative to the template's directory"),
             );
             Vec::new()
         }

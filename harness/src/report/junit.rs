@@ -21,7 +21,11 @@ pub fn render(record: &RunRecord) -> Result<String, ReportError> {
     }
     report.set_time(Duration::from_secs_f64(record.duration_secs.max(0.0)));
     for phase in Phase::ALL {
-        let cases: Vec<&ScenarioRecord> = record.scenarios.iter().filter(|s| s.phase == phase).collect();
+        let cases: Vec<&ScenarioRecord> = record
+            .scenarios
+            .iter()
+            .filter(|s| s.phase == phase)
+            .collect();
         if cases.is_empty() {
             continue;
         }
@@ -35,13 +39,21 @@ pub fn render(record: &RunRecord) -> Result<String, ReportError> {
         if let Some(ts) = started {
             suite.set_timestamp(ts);
         }
-        suite.set_time(cases.iter().map(|c| c.outcome.duration).max().unwrap_or_default());
+        suite.set_time(
+            cases
+                .iter()
+                .map(|c| c.outcome.duration)
+                .max()
+                .unwrap_or_default(),
+        );
         for s in cases {
             suite.add_test_case(case(s));
         }
         report.add_test_suite(suite);
     }
-    report.to_string().map_err(|e| ReportError::Junit(e.to_string()))
+    report
+        .to_string()
+        .map_err(|e| ReportError::Junit(e.to_string()))
 }
 
 fn case(s: &ScenarioRecord) -> TestCase {
@@ -54,9 +66,14 @@ fn case(s: &ScenarioRecord) -> TestCase {
             st
         }
         Verdict::Fail | Verdict::Error => {
-            let kind = if o.verdict == Verdict::Fail { NonSuccessKind::Failure } else { NonSuccessKind::Error };
+            let kind = if o.verdict == Verdict::Fail {
+                NonSuccessKind::Failure
+            } else {
+                NonSuccessKind::Error
+            };
             let mut st = TestCaseStatus::non_success(kind);
-            st.set_message(o.message.as_str()).set_type(o.verdict.as_str());
+            st.set_message(o.message.as_str())
+                .set_type(o.verdict.as_str());
             if let Some(r) = &o.remediation {
                 st.set_description(format!("remediation: {r}"));
             }
@@ -69,7 +86,10 @@ fn case(s: &ScenarioRecord) -> TestCase {
     tc.add_property(Property::new("verdict", o.verdict.as_str()));
     tc.add_property(Property::new("proves", s.proves.as_str()));
     for (name, m) in &o.metrics {
-        tc.add_property(Property::new(format!("metric:{name}"), format!("{} {}", m.value, m.unit)));
+        tc.add_property(Property::new(
+            format!("metric:{name}"),
+            format!("{} {}", m.value, m.unit),
+        ));
     }
     tc.set_system_out(system_out(s));
     tc

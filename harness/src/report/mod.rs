@@ -12,7 +12,10 @@ use crate::runner::RunRecord;
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("cannot write {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot render junit.xml: {0}")]
     Junit(String),
 }
@@ -36,7 +39,10 @@ pub fn write_all(dir: &Path, record: &RunRecord) -> Result<(), ReportError> {
     };
     let json = serde_json::to_vec_pretty(record).map_err(|e| ReportError::Junit(e.to_string()));
     keep(json.and_then(|j| write(dir.join("result.json"), &j)));
-    keep(write(dir.join("summary.md"), summary::render(record).as_bytes()));
+    keep(write(
+        dir.join("summary.md"),
+        summary::render(record).as_bytes(),
+    ));
     keep(junit::render(record).and_then(|x| write(dir.join("junit.xml"), x.as_bytes())));
     match first_err {
         Some(e) => Err(e),

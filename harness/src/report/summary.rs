@@ -19,7 +19,9 @@ pub fn render(r: &RunRecord) -> String {
         r.run_id, r.lab, r.command, r.duration_secs, r.exit_code
     ));
     if let Some(reason) = &r.interrupted {
-        s.push_str(&format!("> The run was interrupted: {reason}. Unfinished checks are reported as errors.\n\n"));
+        s.push_str(&format!(
+            "> The run was interrupted: {reason}. Unfinished checks are reported as errors.\n\n"
+        ));
     }
     s.push_str(&format!(
         "{} passed, {} warned, {} failed, {} errors, {} skipped\n\n",
@@ -49,7 +51,10 @@ pub fn render(r: &RunRecord) -> String {
         for sc in with_detail {
             s.push_str(&format!("\n### `{}` — {}\n\n", sc.id, sc.outcome.verdict));
             for f in &sc.outcome.findings {
-                s.push_str(&format!("- `{}` {} [{}]: {}", f.location, f.severity, f.rule, f.message));
+                s.push_str(&format!(
+                    "- `{}` {} [{}]: {}",
+                    f.location, f.severity, f.rule, f.message
+                ));
                 if !f.fix.is_empty() {
                     s.push_str(&format!(" — fix: {}", f.fix));
                 }

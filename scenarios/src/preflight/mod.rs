@@ -1,0 +1,4 @@
+//! Checks that run before deploy.
+
+pub mod machine_classes;
+pub mod template;
