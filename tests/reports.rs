@@ -1,0 +1,289 @@
+//! Reports of a real (small) run: `clusterproof run --out DIR` on the bundled lab and on a
+//! lab whose template breaks the plan's constraint. junit.xml must be well-formed with
+//! matching counts, one testcase per scenario and its properties; summary.md and
+//! junit.xml are snapshotted with run-specific values redacted.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn clusterproof() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_clusterproof"))
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A copy of the seed lab, with absolute paths, whose template is `template`.
+fn lab_with_template(dir: &Path, template: &Path) -> PathBuf {
+    let seed = std::fs::read_to_string(root().join("fixtures/seed/lab.toml")).unwrap();
+    let classes = root().join("fixtures/seed/machine-classes");
+    let lab = seed
+        .replace("template = \"clusters/talos-prod-01.yaml\"", &format!("template = {:?}", template.display().to_string()))
+        .replace(
+            "machine_classes = [\"machine-classes/matrix-control-plane.yaml\", \"machine-classes/matrix-worker.yaml\"]",
+            &format!(
+                "machine_classes = [{:?}, {:?}]",
+                classes.join("matrix-control-plane.yaml").display().to_string(),
+                classes.join("matrix-worker.yaml").display().to_string()
+            ),
+        );
+    let path = dir.join("lab.toml");
+    std::fs::write(&path, lab).unwrap();
+    path
+}
+
+fn run(args: &[&str], cwd: &Path) -> Output {
+    clusterproof().args(args).current_dir(cwd).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Well-formed (roxmltree is a strict parser), and what the report claims adds up.
+fn check_junit(xml: &str, expected_cases: &[(&str, &str)]) {
+    let doc = roxmltree::Document::parse(xml).expect("junit.xml is not well-formed XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    let cases: Vec<_> = root
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(
+        cases.len(),
+        expected_cases.len(),
+        "one testcase per scenario"
+    );
+    for (id, suite) in expected_cases {
+        let c = cases
+            .iter()
+            .find(|c| c.attribute("name") == Some(id))
+            .unwrap_or_else(|| panic!("no testcase {id}"));
+        assert_eq!(
+            c.parent().and_then(|s| s.attribute("name")),
+            Some(*suite),
+            "{id} is in the wrong suite"
+        );
+        let props: Vec<_> = c
+            .descendants()
+            .filter(|n| n.has_tag_name("property"))
+            .filter_map(|p| p.attribute("name"))
+            .collect();
+        assert!(
+            props.contains(&"verdict") && props.contains(&"proves"),
+            "{id} properties: {props:?}"
+        );
+    }
+    let count = |tag: &str| {
+        cases
+            .iter()
+            .filter(|c| c.children().any(|ch| ch.has_tag_name(tag)))
+            .count()
+    };
+    let attr =
+        |n: roxmltree::Node, a: &str| n.attribute(a).unwrap_or("0").parse::<usize>().unwrap();
+    assert_eq!(attr(root, "tests"), cases.len());
+    assert_eq!(attr(root, "failures"), count("failure"));
+    assert_eq!(attr(root, "errors"), count("error"));
+    for suite in root.children().filter(|n| n.has_tag_name("testsuite")) {
+        let n = suite
+            .children()
+            .filter(|c| c.has_tag_name("testcase"))
+            .count();
+        assert_eq!(
+            attr(suite, "tests"),
+            n,
+            "suite {:?} test count",
+            suite.attribute("name")
+        );
+        let props: Vec<_> = suite
+            .descendants()
+            .filter(|n| n.has_tag_name("property"))
+            .filter_map(|p| p.attribute("name"))
+            .collect();
+        assert!(
+            props.contains(&"run-id") && props.contains(&"lab"),
+            "suite properties: {props:?}"
+        );
+    }
+    // quick-junit reads back what it wrote.
+    let report = quick_junit::Report::deserialize_from_str(xml)
+        .expect("quick-junit cannot read junit.xml back");
+    assert_eq!(report.tests, cases.len());
+}
+
+/// Run-specific values in reports, masked for snapshots.
+fn filters(out: &Path) -> Vec<(String, &'static str)> {
+    vec![
+        (regex_escape(&out.display().to_string()), "[OUT]"),
+        (regex_escape(&root().display().to_string()) + "/", ""),
+        (r"\d{8}T\d{6}Z-[0-9a-f]{4}".into(), "[RUN-ID]"),
+        (
+            r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})".into(),
+            "[TIME]",
+        ),
+        (r#"time="[0-9.]+""#.into(), r#"time="[T]""#),
+        (r"\d+\.\d+s\b".into(), "[D]s"),
+    ]
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if "\\.+*?()|[]{}^$".contains(c) {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn passing_run_writes_every_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = run(&["run", "--out", out.to_str().unwrap()], &root());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for f in ["junit.xml", "result.json", "events.jsonl", "summary.md"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let xml = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    check_junit(
+        &xml,
+        &[
+            ("preflight::template", "preflight"),
+            ("preflight::machine_classes", "preflight"),
+        ],
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    assert_eq!(result["exit_code"], 0);
+    assert_eq!(result["scenarios"].as_array().unwrap().len(), 2);
+    // The timeline: every line is JSON, in order, from run_started to run_finished.
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(out.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("events.jsonl line is not JSON"))
+        .collect();
+    assert_eq!(events.first().unwrap()["event"], "run_started");
+    assert_eq!(events.last().unwrap()["event"], "run_finished");
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64()
+                && w[0]["t"].as_f64() <= w[1]["t"].as_f64())
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["event"] == "scenario_finished")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn failing_run_reports_the_failure_and_exits_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = lab_with_template(
+        tmp.path(),
+        &root().join("fixtures/bad/cni-not-disabled.yaml"),
+    );
+    let out = tmp.path().join("out");
+    let o = run(
+        &[
+            "run",
+            "--lab",
+            lab.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &root(),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let xml = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    check_junit(
+        &xml,
+        &[
+            ("preflight::template", "preflight"),
+            ("preflight::machine_classes", "preflight"),
+        ],
+    );
+    assert!(xml.contains("<failure"), "{xml}");
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    let filters: Vec<(String, &str)> = filters(&out);
+    insta::with_settings!({ filters => filters.iter().map(|(a, b)| (a.as_str(), *b)).collect::<Vec<_>>() }, {
+        insta::assert_snapshot!("summary-failing-run", summary);
+        insta::assert_snapshot!("junit-failing-run", xml);
+    });
+}
+
+#[test]
+fn default_out_dir_is_reports_run_id_with_latest_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run(&["preflight"], tmp.path());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let latest = tmp.path().join("reports/latest");
+    let target = std::fs::read_link(&latest).expect("reports/latest is not a link");
+    assert!(
+        tmp.path()
+            .join("reports")
+            .join(&target)
+            .join("junit.xml")
+            .is_file()
+    );
+    assert!(
+        text(&o).contains(&format!("reports/{}", target.display())),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn phase_without_scenarios_says_so_and_exits_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run(&["verify", "--out", tmp.path().to_str().unwrap()], &root());
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        text(&o).contains("no scenarios in phase verify"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn bad_lab_file_exits_2_with_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = lab_with_template(
+        tmp.path(),
+        &root().join("fixtures/seed/clusters/talos-prod-01.yaml"),
+    );
+    let text_in = std::fs::read_to_string(&lab).unwrap().replace(
+        "token_secret_env = \"PROXMOX_TOKEN_SECRET\"",
+        "token_secret = \"s3cr3t-value\"",
+    );
+    std::fs::write(&lab, text_in).unwrap();
+    let o = run(
+        &[
+            "preflight",
+            "--lab",
+            lab.to_str().unwrap(),
+            "--out",
+            tmp.path().join("o").to_str().unwrap(),
+        ],
+        &root(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let out = text(&o);
+    assert!(
+        out.contains("lab.toml:16:") && out.contains("must not be written in the lab file"),
+        "{out}"
+    );
+    assert!(!out.contains("s3cr3t-value"), "the secret leaked: {out}");
+}
