@@ -10,38 +10,74 @@ use harness::model::template::ClusterTemplate;
 use proptest::prelude::*;
 
 fn fixture(rel: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(rel)).unwrap()
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures")
+            .join(rel),
+    )
+    .unwrap()
 }
 
 /// Apply byte-level edits (delete / insert a YAML- or TOML-significant fragment / swap)
 /// to `base`, on char boundaries.
 fn mutate(base: String) -> impl Strategy<Value = String> {
     let fragments = prop::sample::select(vec![
-        ":", "- ", "\n", "  ", "{", "}", "[", "]", "\"", "'", "|", ">", "&a ", "*a", "!!str ", "#", "---\n", "...\n",
-        "kind: Cluster\n", "kind: ControlPlane\n", "size: unlimited", "size: -1", "name: \"\"", "$patch: delete",
-        "providerdata: |\n  cores: x\n", "storage_selector: type == 1", "= ", "[[x]]\n", "\t", "\u{0}", "∞", "99999999999999999999999",
+        ":",
+        "- ",
+        "\n",
+        "  ",
+        "{",
+        "}",
+        "[",
+        "]",
+        "\"",
+        "'",
+        "|",
+        ">",
+        "&a ",
+        "*a",
+        "!!str ",
+        "#",
+        "---\n",
+        "...\n",
+        "kind: Cluster\n",
+        "kind: ControlPlane\n",
+        "size: unlimited",
+        "size: -1",
+        "name: \"\"",
+        "$patch: delete",
+        "providerdata: |\n  cores: x\n",
+        "storage_selector: type == 1",
+        "= ",
+        "[[x]]\n",
+        "\t",
+        "\u{0}",
+        "∞",
+        "99999999999999999999999",
     ]);
-    prop::collection::vec((any::<prop::sample::Index>(), 0u8..3, fragments), 1..8).prop_map(move |edits| {
-        let mut s = base.clone();
-        for (at, op, frag) in edits {
-            let mut i = at.index(s.len() + 1);
-            while !s.is_char_boundary(i) {
-                i -= 1;
-            }
-            match op {
-                0 => {
-                    let end = (i + frag.len()).min(s.len());
-                    let mut end = end;
-                    while !s.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    s.replace_range(i..end, "");
+    prop::collection::vec((any::<prop::sample::Index>(), 0u8..3, fragments), 1..8).prop_map(
+        move |edits| {
+            let mut s = base.clone();
+            for (at, op, frag) in edits {
+                let mut i = at.index(s.len() + 1);
+                while !s.is_char_boundary(i) {
+                    i -= 1;
                 }
-                _ => s.insert_str(i, frag),
+                match op {
+                    0 => {
+                        let end = (i + frag.len()).min(s.len());
+                        let mut end = end;
+                        while !s.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        s.replace_range(i..end, "");
+                    }
+                    _ => s.insert_str(i, frag),
+                }
             }
-        }
-        s
-    })
+            s
+        },
+    )
 }
 
 proptest! {

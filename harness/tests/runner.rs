@@ -56,19 +56,34 @@ impl Scenario for Fake {
 }
 
 fn fake(id: &'static str, phase: Phase, act: Act) -> Arc<dyn Scenario> {
-    Arc::new(Fake { id, phase, needs: &[Need::Spec], act })
+    Arc::new(Fake {
+        id,
+        phase,
+        needs: &[Need::Spec],
+        act,
+    })
 }
 
 fn lab() -> Arc<Lab> {
     let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/seed/lab.toml");
-    Arc::new(Lab::offline(LabSpec::load(&seed, &Overrides::default()).unwrap()))
+    Arc::new(Lab::offline(
+        LabSpec::load(&seed, &Overrides::default()).unwrap(),
+    ))
 }
 
 fn opts(timeout: Duration) -> RunOptions {
-    RunOptions { command: "test".into(), run_id: "r".into(), scenario_timeout: timeout }
+    RunOptions {
+        command: "test".into(),
+        run_id: "r".into(),
+        scenario_timeout: timeout,
+    }
 }
 
-async fn go(s: Vec<Arc<dyn Scenario>>, timeout: Duration, interrupt: impl std::future::Future<Output = String>) -> (harness::runner::RunRecord, Vec<String>) {
+async fn go(
+    s: Vec<Arc<dyn Scenario>>,
+    timeout: Duration,
+    interrupt: impl std::future::Future<Output = String>,
+) -> (harness::runner::RunRecord, Vec<String>) {
     let bus = EventBus::new();
     let rec = Recorder::default();
     bus.subscribe(rec.clone());
@@ -104,32 +119,64 @@ async fn a_failed_phase_skips_the_phases_after_it() {
     assert!(!events.contains(&"phase verify".to_string()), "{events:?}");
     let v = r.scenarios.iter().find(|s| s.id == "verify::a").unwrap();
     assert_eq!(v.outcome.verdict, Verdict::Skip);
-    assert!(v.outcome.message.contains("preflight phase did not pass"), "{}", v.outcome.message);
+    assert!(
+        v.outcome.message.contains("preflight phase did not pass"),
+        "{}",
+        v.outcome.message
+    );
     assert_eq!(runner::exit_code(&r, false), exit::FAILED);
 }
 
 #[tokio::test]
 async fn a_panicking_scenario_is_an_error_and_the_others_still_report() {
     let (r, _) = go(
-        vec![fake("preflight::p", Phase::Preflight, Act::Panic), fake("preflight::ok", Phase::Preflight, Act::Return(Verdict::Pass))],
+        vec![
+            fake("preflight::p", Phase::Preflight, Act::Panic),
+            fake(
+                "preflight::ok",
+                Phase::Preflight,
+                Act::Return(Verdict::Pass),
+            ),
+        ],
         Duration::from_secs(5),
         std::future::pending(),
     )
     .await;
     let p = r.scenarios.iter().find(|s| s.id == "preflight::p").unwrap();
     assert_eq!(p.outcome.verdict, Verdict::Error);
-    assert!(p.outcome.message.contains("boom in preflight::p"), "{}", p.outcome.message);
-    assert_eq!(r.scenarios.iter().find(|s| s.id == "preflight::ok").unwrap().outcome.verdict, Verdict::Pass);
+    assert!(
+        p.outcome.message.contains("boom in preflight::p"),
+        "{}",
+        p.outcome.message
+    );
+    assert_eq!(
+        r.scenarios
+            .iter()
+            .find(|s| s.id == "preflight::ok")
+            .unwrap()
+            .outcome
+            .verdict,
+        Verdict::Pass
+    );
     assert_eq!(runner::exit_code(&r, false), exit::NOT_EVALUATED);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_scenario_over_its_timeout_is_an_error() {
     let never = Arc::new(tokio::sync::Notify::new());
-    let (r, _) = go(vec![fake("preflight::slow", Phase::Preflight, Act::Wait(never))], Duration::from_secs(30), std::future::pending()).await;
+    let (r, _) = go(
+        vec![fake("preflight::slow", Phase::Preflight, Act::Wait(never))],
+        Duration::from_secs(30),
+        std::future::pending(),
+    )
+    .await;
     let s = &r.scenarios[0];
     assert_eq!(s.outcome.verdict, Verdict::Error);
-    assert!(s.outcome.message.contains("did not finish within 30s"), "{}", s.outcome.message);
+    assert!(
+        s.outcome.message.contains("did not finish within 30s"),
+        "{}",
+        s.outcome.message
+    );
 }
 
 #[tokio::test]
@@ -141,7 +188,11 @@ async fn an_interrupt_ends_the_run_with_every_scenario_recorded() {
         "Ctrl-C".to_string()
     };
     let scenarios = vec![
-        fake("preflight::stuck", Phase::Preflight, Act::Wait(Arc::clone(&never))),
+        fake(
+            "preflight::stuck",
+            Phase::Preflight,
+            Act::Wait(Arc::clone(&never)),
+        ),
         fake("verify::later", Phase::Verify, Act::Return(Verdict::Pass)),
     ];
     let run = tokio::spawn(go(scenarios, Duration::from_secs(3600), interrupt));
@@ -157,9 +208,31 @@ async fn an_interrupt_ends_the_run_with_every_scenario_recorded() {
 
 #[tokio::test]
 async fn scenarios_needing_a_driver_the_run_lacks_are_skipped() {
-    let s: Arc<dyn Scenario> = Arc::new(Fake { id: "preflight::live", phase: Phase::Preflight, needs: &[Need::Spec, Need::Proxmox], act: Act::Panic });
-    let (r, _) = go(vec![s, fake("preflight::ok", Phase::Preflight, Act::Return(Verdict::Warn))], Duration::from_secs(5), std::future::pending()).await;
-    let live = &r.scenarios.iter().find(|s| s.id == "preflight::live").unwrap().outcome;
+    let s: Arc<dyn Scenario> = Arc::new(Fake {
+        id: "preflight::live",
+        phase: Phase::Preflight,
+        needs: &[Need::Spec, Need::Proxmox],
+        act: Act::Panic,
+    });
+    let (r, _) = go(
+        vec![
+            s,
+            fake(
+                "preflight::ok",
+                Phase::Preflight,
+                Act::Return(Verdict::Warn),
+            ),
+        ],
+        Duration::from_secs(5),
+        std::future::pending(),
+    )
+    .await;
+    let live = &r
+        .scenarios
+        .iter()
+        .find(|s| s.id == "preflight::live")
+        .unwrap()
+        .outcome;
     assert_eq!(live.verdict, Verdict::Skip);
     assert!(live.message.contains("Proxmox"), "{}", live.message);
     assert_eq!(runner::exit_code(&r, false), exit::OK);

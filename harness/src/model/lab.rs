@@ -709,3 +709,137 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("\"{s}\" is not a duration ({e}); write e.g. \"10m\" or \"1m 30s\""))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal valid lab; `extra` replaces the `[proxmox]` token-secret line.
+    fn lab(dir: &Path, secret_line: &str, tls: &str) -> String {
+        std::fs::write(dir.join("t.yaml"), "kind: Cluster\n").unwrap();
+        std::fs::write(dir.join("c.yaml"), "metadata: {}\n").unwrap();
+        format!(
+            "[omni]\nendpoint = \"https://omni.example.lan\"\nprovider_id = \"p\"\nlan_ip = \"10.0.0.2\"\n\n\
+             [proxmox]\nurl = \"https://pve:8006\"\ntoken_id = \"a@pve!t\"\n{secret_line}\n{tls}\n\
+             [dns]\nlan_resolvers = [\"10.0.0.1\"]\n\n\
+             [cluster]\ntemplate = \"t.yaml\"\nmachine_classes = [\"c.yaml\"]\n"
+        )
+    }
+
+    fn parse(text: &str, dir: &Path) -> Result<LabFile, LabError> {
+        LabFile::parse(&dir.join("lab.toml"), text)
+    }
+
+    #[test]
+    fn minimal_lab_gets_documented_defaults() {
+        let d = tempfile::tempdir().unwrap();
+        let l = parse(&lab(d.path(), "token_secret_env = \"PVE\"", ""), d.path()).unwrap();
+        assert_eq!(l.proxmox.url, "https://pve:8006/api2/json");
+        assert_eq!(l.proxmox.tls, Tls::Verify);
+        assert_eq!(l.proxmox.token_secret, SecretSource::Env("PVE".into()));
+        assert_eq!(
+            l.omni.service_account_key,
+            SecretSource::Env("OMNI_SERVICE_ACCOUNT_KEY".into())
+        );
+        assert_eq!(l.dns.omni_hostname, "omni.example.lan");
+        assert_eq!(l.dns.lan_view, "10.0.0.1:53".parse().unwrap());
+        assert_eq!(l.cluster.provision_timeout, Duration::from_secs(600));
+        assert_eq!(l.cluster.template, d.path().join("t.yaml"));
+        assert_eq!(l.cilium.values.get("MTU").map(String::as_str), Some("1450"));
+        assert_eq!(
+            l.cilium.values.get("k8sServicePort").map(String::as_str),
+            Some("7445")
+        );
+        assert_eq!(l.chaos.target, ChaosTarget::Worker);
+        assert_eq!(l.resources.ram_headroom_percent, 10);
+    }
+
+    #[test]
+    fn a_secret_in_the_lab_file_is_refused_without_echoing_it() {
+        let d = tempfile::tempdir().unwrap();
+        let e = parse(
+            &lab(d.path(), "token_secret = \"hunter2-secret\"", ""),
+            d.path(),
+        )
+        .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("lab.toml:9:16") && msg.contains("token_secret_env"),
+            "{msg}"
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_keys_name_their_line() {
+        let d = tempfile::tempdir().unwrap();
+        let text = lab(
+            d.path(),
+            "token_secret_env = \"PVE\"\nverify_ssl = false",
+            "",
+        );
+        let msg = parse(&text, d.path()).unwrap_err().to_string();
+        assert!(
+            msg.contains("lab.toml:10:1")
+                && msg.contains("verify_ssl")
+                && msg.contains("docs/lab-file.md"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn tls_fingerprint_pin_is_parsed_and_one_mode_only() {
+        let d = tempfile::tempdir().unwrap();
+        let fp = (0..32)
+            .map(|i| format!("{i:02X}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        let l = parse(
+            &lab(
+                d.path(),
+                "token_secret_env = \"PVE\"",
+                &format!("[proxmox.tls]\nfingerprint = \"{fp}\"\n"),
+            ),
+            d.path(),
+        )
+        .unwrap();
+        let Tls::Fingerprint(bytes) = l.proxmox.tls else {
+            panic!("not a pin")
+        };
+        assert_eq!(bytes[31], 31);
+        let both = lab(
+            d.path(),
+            "token_secret_env = \"PVE\"",
+            &format!("[proxmox.tls]\nfingerprint = \"{fp}\"\ninsecure = true\n"),
+        );
+        assert!(
+            parse(&both, d.path())
+                .unwrap_err()
+                .to_string()
+                .contains("only one of")
+        );
+        let short = lab(
+            d.path(),
+            "token_secret_env = \"PVE\"",
+            "[proxmox.tls]\nfingerprint = \"AB:CD\"\n",
+        );
+        assert!(
+            parse(&short, d.path())
+                .unwrap_err()
+                .to_string()
+                .contains("32 hex bytes")
+        );
+    }
+
+    #[test]
+    fn missing_template_file_is_reported_at_its_key() {
+        let d = tempfile::tempdir().unwrap();
+        let text =
+            lab(d.path(), "token_secret_env = \"PVE\"", "").replace("\"t.yaml\"", "\"nope.yaml\"");
+        let msg = parse(&text, d.path()).unwrap_err().to_string();
+        assert!(
+            msg.contains("cluster.template: no such file") && msg.contains("lab.toml:15:12"),
+            "{msg}"
+        );
+    }
+}

@@ -821,3 +821,85 @@ fn file_documents(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patches_from_files_inline_lists_and_strings_keep_their_positions() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("cni.yaml"),
+            "cluster:\n  network:\n    cni:\n      name: none\n",
+        )
+        .unwrap();
+        let text = "kind: Cluster\nname: c\npatches:\n  - file: cni.yaml\n  - name: s\n    inline: |\n      machine:\n        nodeLabels:\n          a: b\n  - name: l\n    inline:\n      - {kind: KubeProxyConfig, enabled: false}\n";
+        let t = ClusterTemplate::parse(&d.path().join("t.yaml"), text).unwrap();
+        assert!(t.findings.is_empty(), "{:?}", t.findings);
+        let p = &t.clusters[0].patches;
+        let from_file = p[0].documents[0]
+            .node
+            .path(&["cluster", "network", "cni", "name"])
+            .unwrap();
+        assert_eq!(
+            (&*p[0].documents[0].file, from_file.line),
+            (&d.path().join("cni.yaml"), 4)
+        );
+        let label = p[1].documents[0]
+            .node
+            .path(&["machine", "nodeLabels"])
+            .unwrap()
+            .as_map()
+            .unwrap()[0]
+            .0
+            .clone();
+        assert_eq!(
+            (label.line, label.col),
+            (9, 11),
+            "inline string positions map into the template"
+        );
+        assert_eq!(p[2].documents.len(), 1);
+    }
+
+    #[test]
+    fn sizes_accept_omni_spellings_and_reject_the_rest() {
+        let t = ClusterTemplate::parse(Path::new("t.yaml"), "kind: Workers\nmachineClass: {name: w, size: unlimited}\n---\nkind: Workers\nname: b\nmachineClass: {name: w, size: three}\n").unwrap();
+        assert_eq!(
+            t.workers[0]
+                .machine_class
+                .as_ref()
+                .unwrap()
+                .size
+                .as_ref()
+                .unwrap()
+                .value,
+            Size::Unlimited
+        );
+        assert!(t.workers[1].machine_class.as_ref().unwrap().size.is_none());
+        assert!(
+            t.findings
+                .iter()
+                .any(|f| f.message.starts_with("invalid machine count three")
+                    && f.location.line == 6),
+            "{:?}",
+            t.findings
+        );
+    }
+
+    #[test]
+    fn a_missing_patch_file_is_a_finding_not_a_crash() {
+        let t = ClusterTemplate::parse(
+            Path::new("/nonexistent/t.yaml"),
+            "kind: Cluster\npatches:\n  - file: gone.yaml\n",
+        )
+        .unwrap();
+        assert!(
+            t.findings
+                .iter()
+                .any(|f| f.message.contains("failed to access") && f.location.line == 3),
+            "{:?}",
+            t.findings
+        );
+    }
+}
