@@ -190,14 +190,8 @@ fn lint(a: LintArgs) -> i32 {
             r.id, r.outcome.message
         );
     }
-    let errors = findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error)
-        .count();
-    let warnings = findings
-        .iter()
-        .filter(|f| f.severity == Severity::Warning)
-        .count();
+    let errors = harness::source::count(&findings, Severity::Error);
+    let warnings = harness::source::count(&findings, Severity::Warning);
     println!(
         "lint: {errors} error(s), {warnings} warning(s) in {} file(s) [{}]",
         files.len(),

@@ -175,14 +175,8 @@ impl Outcome {
     /// `summary` describes what was checked ("3 documents, 2 machine sets").
     pub fn from_findings(mut findings: Vec<Finding>, summary: &str) -> Self {
         crate::source::sort_findings(&mut findings);
-        let errors = findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .count();
-        let warnings = findings
-            .iter()
-            .filter(|f| f.severity == Severity::Warning)
-            .count();
+        let errors = crate::source::count(&findings, Severity::Error);
+        let warnings = crate::source::count(&findings, Severity::Warning);
         let (verdict, message) = match (errors, warnings) {
             (0, 0) => (Verdict::Pass, summary.to_string()),
             (0, w) => (

@@ -147,3 +147,8 @@ pub fn sort_findings(findings: &mut [Finding]) {
         ))
     });
 }
+
+/// How many findings have this severity.
+pub fn count(findings: &[Finding], severity: Severity) -> usize {
+    findings.iter().filter(|f| f.severity == severity).count()
+}
