@@ -52,7 +52,7 @@ impl Scenario for Template {
             let t = &spec.template;
             let summary = format!(
                 "{}: cluster {}, {} control plane(s), {} worker set(s); CNI none and kube-proxy disabled",
-                t.path.display(),
+                harness::source::display_path(&t.path),
                 t.cluster_name().unwrap_or("?"),
                 t.control_planes
                     .first()
@@ -63,7 +63,7 @@ impl Scenario for Template {
             );
             cx.events.observe(format!(
                 "checked {} with {} finding(s)",
-                t.path.display(),
+                harness::source::display_path(&t.path),
                 findings.len()
             ));
             Outcome::from_findings(findings, &summary)
