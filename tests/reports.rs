@@ -281,8 +281,15 @@ fn bad_lab_file_exits_2_with_its_line() {
     );
     assert_eq!(o.status.code(), Some(2));
     let out = text(&o);
+    let line = std::fs::read_to_string(&lab)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("token_secret ="))
+        .unwrap()
+        + 1;
     assert!(
-        out.contains("lab.toml:16:") && out.contains("must not be written in the lab file"),
+        out.contains(&format!("lab.toml:{line}:16:"))
+            && out.contains("must not be written in the lab file"),
         "{out}"
     );
     assert!(!out.contains("s3cr3t-value"), "the secret leaked: {out}");
