@@ -14,6 +14,7 @@ use harness::runner::{self, Recorder, RunOptions, exit};
 use harness::scenario::{Lab, Need, Phase, Scenario, Verdict};
 use harness::source::{Severity, sort_findings};
 use harness::spec::{LabSpec, Overrides};
+use twin::faults::Fault;
 
 #[derive(Parser)]
 #[command(name = "clusterproof", version, about = "Validation and chaos test harness for Talos clusters provisioned by Omni on Proxmox VE with Cilium.", long_about = None)]
@@ -41,6 +42,25 @@ enum Command {
     Chaos(RunArgs),
     /// The full run: preflight, provision, verify, chaos — each phase gated on the one before.
     Run(RunArgs),
+    /// The built-in twin: an emulation of the seed lab on loopback.
+    #[command(subcommand)]
+    Twin(TwinCommand),
+}
+
+#[derive(Subcommand)]
+enum TwinCommand {
+    /// Start the twin, print its lab file and endpoints, and run until Ctrl-C.
+    Serve {
+        /// Switch on a fault (repeatable).
+        #[arg(long = "fault", value_name = "NAME", value_parser = parse_fault)]
+        faults: Vec<Fault>,
+    },
+    /// List the twin's faults and the scenario that must catch each.
+    Faults,
+}
+
+fn parse_fault(s: &str) -> Result<Fault, String> {
+    s.parse()
 }
 
 #[derive(Args)]
@@ -62,9 +82,12 @@ struct LintArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Lab file (default: the built-in twin's lab).
+    /// Lab file (default: start the built-in twin on loopback and run against it).
     #[arg(long, value_name = "FILE")]
     lab: Option<PathBuf>,
+    /// Switch on a twin fault (repeatable; only without --lab). `clusterproof twin faults` lists them.
+    #[arg(long = "fault", value_name = "NAME", value_parser = parse_fault)]
+    faults: Vec<Fault>,
     /// Report directory (default: reports/<run-id>/, with reports/latest pointing at it).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -94,6 +117,8 @@ fn main() -> ExitCode {
         Command::Verify(a) => run(a, &[Phase::Verify], "verify"),
         Command::Chaos(a) => run(a, &[Phase::Chaos], "chaos"),
         Command::Run(a) => run(a, &Phase::ALL, "run"),
+        Command::Twin(TwinCommand::Serve { faults }) => twin_serve(faults),
+        Command::Twin(TwinCommand::Faults) => twin_faults(),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(3))
 }
@@ -219,11 +244,12 @@ fn run(a: RunArgs, phases: &[Phase], command: &str) -> i32 {
 }
 
 fn run_inner(a: RunArgs, phases: &[Phase], command: &str) -> anyhow::Result<i32> {
-    let lab_file = lab_path(a.lab.clone());
-    let spec = match load_spec(&lab_file, &Overrides::default()) {
-        Ok(s) => s,
-        Err(code) => return Ok(code),
-    };
+    if a.lab.is_some() && !a.faults.is_empty() {
+        eprintln!(
+            "error: --fault switches a fault of the built-in twin; it cannot be used with --lab"
+        );
+        return Ok(exit::BAD_INPUT);
+    }
     let selected: Vec<Arc<dyn Scenario>> = scenarios::catalog()
         .into_iter()
         .filter(|s| phases.contains(&s.phase()))
@@ -236,6 +262,51 @@ fn run_inner(a: RunArgs, phases: &[Phase], command: &str) -> anyhow::Result<i32>
         );
         return Ok(exit::NOT_EVALUATED);
     }
+    let rt = runtime();
+    rt.block_on(async move {
+        // Without --lab: the built-in twin, on loopback, for the length of the run.
+        let twin = match &a.lab {
+            Some(_) => None,
+            None => Some(
+                twin::Twin::start(twin::TwinOptions {
+                    faults: a.faults.clone(),
+                    ..Default::default()
+                })
+                .await
+                .context("starting the built-in twin")?,
+            ),
+        };
+        let lab_file = match (&a.lab, &twin) {
+            (Some(l), _) => l.clone(),
+            (None, Some(t)) => t.lab_path().to_path_buf(),
+            (None, None) => unreachable!("a twin is started when there is no lab file"),
+        };
+        let result = run_lab(&a, &lab_file, twin.as_ref(), selected, command).await;
+        if let Some(t) = twin {
+            t.shutdown().await;
+        }
+        result
+    })
+}
+
+async fn run_lab(
+    a: &RunArgs,
+    lab_file: &Path,
+    twin: Option<&twin::Twin>,
+    selected: Vec<Arc<dyn Scenario>>,
+    command: &str,
+) -> anyhow::Result<i32> {
+    let spec = match load_spec(lab_file, &Overrides::default()) {
+        Ok(s) => s,
+        Err(code) => return Ok(code),
+    };
+    let lab = match Lab::connect(spec) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {}: {e}", lab_file.display());
+            return Ok(exit::BAD_INPUT);
+        }
+    };
     let id = run_id();
     let (out, is_default) = match &a.out {
         Some(d) => (d.clone(), false),
@@ -254,6 +325,12 @@ fn run_inner(a: RunArgs, phases: &[Phase], command: &str) -> anyhow::Result<i32>
     bus.subscribe(recorder.clone());
     bus.subscribe(FnSubscriber(progress));
     let mut cmdline = format!("clusterproof {command}");
+    if let Some(t) = twin {
+        cmdline.push_str(" (twin)");
+        for f in &t.faults {
+            cmdline.push_str(&format!(" --fault {f}"));
+        }
+    }
     if a.dry_run {
         cmdline.push_str(" --dry-run");
     }
@@ -265,14 +342,7 @@ fn run_inner(a: RunArgs, phases: &[Phase], command: &str) -> anyhow::Result<i32>
         run_id: id.clone(),
         scenario_timeout: a.scenario_timeout,
     };
-    let rt = runtime();
-    rt.block_on(runner::run(
-        Arc::new(Lab::offline(spec)),
-        selected,
-        &bus,
-        &opts,
-        interrupted(),
-    ));
+    runner::run(Arc::new(lab), selected, &bus, &opts, interrupted()).await;
     let mut record = recorder.record();
     let code = runner::exit_code(&record, a.strict);
     bus.emit(EventKind::RunFinished { exit_code: code });
@@ -295,6 +365,58 @@ fn run_inner(a: RunArgs, phases: &[Phase], command: &str) -> anyhow::Result<i32>
         out.display()
     );
     Ok(code)
+}
+
+fn twin_serve(faults: Vec<Fault>) -> i32 {
+    runtime().block_on(async move {
+        let t = match twin::Twin::start(twin::TwinOptions {
+            faults,
+            ..Default::default()
+        })
+        .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::NOT_EVALUATED;
+            }
+        };
+        println!("lab file:      {}", t.lab_path().display());
+        println!(
+            "proxmox API:   {} (certificate SHA-256 {})",
+            t.proxmox.url(),
+            t.proxmox.fingerprint()
+        );
+        println!("DNS LAN view:  {}", t.dns.lan_addr());
+        println!("DNS public:    {}", t.dns.public_addr());
+        if !t.faults.is_empty() {
+            println!(
+                "faults:        {}",
+                t.faults
+                    .iter()
+                    .map(|f| f.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        println!(
+            "use it with:   clusterproof preflight --lab {}",
+            t.lab_path().display()
+        );
+        println!("running until Ctrl-C");
+        let reason = interrupted().await;
+        eprintln!("{reason}: stopping the twin");
+        t.shutdown().await;
+        exit::OK
+    })
+}
+
+fn twin_faults() -> i32 {
+    for f in Fault::ALL {
+        let (scenario, expect) = f.caught_by();
+        println!("{:<22} {:<28} {:?}", f.name(), scenario, expect);
+    }
+    exit::OK
 }
 
 /// `reports/latest` → `<run-id>` (best effort: a missing link never fails a run).

@@ -45,6 +45,15 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// Every preflight scenario and its suite.
+const PREFLIGHT: &[(&str, &str)] = &[
+    ("preflight::template", "preflight"),
+    ("preflight::machine_classes", "preflight"),
+    ("preflight::ceph", "preflight"),
+    ("preflight::dns", "preflight"),
+    ("preflight::ram_budget", "preflight"),
+];
+
 /// Well-formed (roxmltree is a strict parser), and what the report claims adds up.
 fn check_junit(xml: &str, expected_cases: &[(&str, &str)]) {
     let doc = roxmltree::Document::parse(xml).expect("junit.xml is not well-formed XML");
@@ -128,6 +137,7 @@ fn filters(out: &Path) -> Vec<(String, &'static str)> {
             "[TIME]",
         ),
         (r#"time="[0-9.]+""#.into(), r#"time="[T]""#),
+        (r"127\.0\.\d+\.\d+:\d+".into(), "[LOOPBACK]"),
         (r"\d+\.\d+s\b".into(), "[D]s"),
     ]
 }
@@ -154,17 +164,14 @@ fn passing_run_writes_every_report() {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let xml = std::fs::read_to_string(out.join("junit.xml")).unwrap();
-    check_junit(
-        &xml,
-        &[
-            ("preflight::template", "preflight"),
-            ("preflight::machine_classes", "preflight"),
-        ],
-    );
+    check_junit(&xml, PREFLIGHT);
     let result: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
     assert_eq!(result["exit_code"], 0);
-    assert_eq!(result["scenarios"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        result["scenarios"].as_array().unwrap().len(),
+        PREFLIGHT.len()
+    );
     // The timeline: every line is JSON, in order, from run_started to run_finished.
     let events: Vec<serde_json::Value> = std::fs::read_to_string(out.join("events.jsonl"))
         .unwrap()
@@ -184,23 +191,19 @@ fn passing_run_writes_every_report() {
             .iter()
             .filter(|e| e["event"] == "scenario_finished")
             .count(),
-        2
+        PREFLIGHT.len()
     );
 }
 
 #[test]
 fn failing_run_reports_the_failure_and_exits_1() {
     let tmp = tempfile::tempdir().unwrap();
-    let lab = lab_with_template(
-        tmp.path(),
-        &root().join("fixtures/bad/cni-not-disabled.yaml"),
-    );
     let out = tmp.path().join("out");
     let o = run(
         &[
             "run",
-            "--lab",
-            lab.to_str().unwrap(),
+            "--fault",
+            "storage-missing",
             "--out",
             out.to_str().unwrap(),
         ],
@@ -208,13 +211,7 @@ fn failing_run_reports_the_failure_and_exits_1() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let xml = std::fs::read_to_string(out.join("junit.xml")).unwrap();
-    check_junit(
-        &xml,
-        &[
-            ("preflight::template", "preflight"),
-            ("preflight::machine_classes", "preflight"),
-        ],
-    );
+    check_junit(&xml, PREFLIGHT);
     assert!(xml.contains("<failure"), "{xml}");
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     let filters: Vec<(String, &str)> = filters(&out);

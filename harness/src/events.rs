@@ -39,6 +39,10 @@ pub enum EventKind {
         inputs: Vec<String>,
         scenarios: Vec<ScenarioInfo>,
     },
+    /// A fact about the run every report must carry (e.g. TLS verification disabled).
+    Notice {
+        message: String,
+    },
     PhaseStarted {
         phase: Phase,
     },

@@ -2,8 +2,10 @@
 //! the runner, the event timeline and the reports. Scenarios live in the `scenarios` crate;
 //! the CLI in the `clusterproof` binary.
 
+pub mod dns;
 pub mod events;
 pub mod model;
+pub mod proxmox;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -40,6 +40,8 @@ pub struct RunRecord {
     pub finished: String,
     pub duration_secs: f64,
     pub interrupted: Option<String>,
+    /// Facts every report shows (e.g. TLS verification disabled).
+    pub notices: Vec<String>,
     pub scenarios: Vec<ScenarioRecord>,
     pub exit_code: i32,
 }
@@ -98,6 +100,7 @@ impl Subscriber for Recorder {
                 outcome: outcome.clone(),
             }),
             EventKind::RunInterrupted { reason } => r.interrupted = Some(reason.clone()),
+            EventKind::Notice { message } => r.notices.push(message.clone()),
             EventKind::RunFinished { exit_code } => r.exit_code = *exit_code,
             _ => {}
         }
@@ -158,6 +161,11 @@ pub async fn run(
             })
             .collect(),
     });
+    for message in &lab.notices {
+        bus.emit(EventKind::Notice {
+            message: message.clone(),
+        });
+    }
     let mut results = Vec::new();
     let mut stop_reason: Option<String> = None;
     let mut interrupted = false;

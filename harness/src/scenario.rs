@@ -75,15 +75,74 @@ pub trait Scenario: Send + Sync {
 /// not connected are `None` (offline lint has only the spec).
 pub struct Lab {
     pub spec: LabSpec,
+    pub proxmox: Option<crate::proxmox::ProxmoxClient>,
+    /// Resolver answering the LAN view (`dns.lan_view`).
+    pub dns_lan: Option<crate::dns::DnsClient>,
+    /// Resolver answering the public view (`dns.public_view`), when the lab names one.
+    pub dns_public: Option<crate::dns::DnsClient>,
+    /// Facts about how this run connects that every report must show (e.g. TLS disabled).
+    pub notices: Vec<String>,
 }
+
+/// A lab that cannot be connected because its configuration is unusable (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Proxmox(#[from] crate::proxmox::ProxmoxError),
+}
+
+/// Timeouts for each request to the lab's APIs.
+pub const PROXMOX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+pub const DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Lab {
     pub fn offline(spec: LabSpec) -> Self {
-        Lab { spec }
+        Lab {
+            spec,
+            proxmox: None,
+            dns_lan: None,
+            dns_public: None,
+            notices: Vec::new(),
+        }
+    }
+
+    /// Build the drivers from the lab file. Nothing is sent until a scenario asks; this
+    /// fails only when the configuration itself is unusable (missing secret, bad CA file).
+    pub fn connect(spec: LabSpec) -> Result<Self, ConnectError> {
+        let proxmox = crate::proxmox::ProxmoxClient::new(&spec.lab.proxmox, PROXMOX_TIMEOUT)?;
+        let notices = proxmox.notices.clone();
+        let dns_lan = Some(crate::dns::DnsClient::new(
+            spec.lab.dns.lan_view,
+            DNS_TIMEOUT,
+        ));
+        let dns_public = spec
+            .lab
+            .dns
+            .public_view
+            .map(|a| crate::dns::DnsClient::new(a, DNS_TIMEOUT));
+        Ok(Lab {
+            spec,
+            proxmox: Some(proxmox),
+            dns_lan,
+            dns_public,
+            notices,
+        })
     }
 
     pub fn has(&self, need: Need) -> bool {
-        matches!(need, Need::Spec)
+        match need {
+            Need::Spec => true,
+            Need::Proxmox => self.proxmox.is_some(),
+            Need::Dns => self.dns_lan.is_some(),
+            Need::Omni | Need::Kube => false,
+        }
+    }
+
+    /// The Proxmox driver; scenarios that declare `Need::Proxmox` may unwrap it via this.
+    pub fn proxmox(&self) -> Result<&crate::proxmox::ProxmoxClient, Outcome> {
+        self.proxmox
+            .as_ref()
+            .ok_or_else(|| Outcome::skip("no Proxmox connection in this run"))
     }
 }
 

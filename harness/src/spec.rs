@@ -66,6 +66,52 @@ impl LabSpec {
         self.classes().find(|c| c.id.value == id)
     }
 
+    /// Every VM the template will have the provider create, in the order Omni asks for them
+    /// (control planes first). Sets with an unknown class or an `unlimited` size are left out;
+    /// the second value lists why each was left out.
+    pub fn planned_vms(&self) -> (Vec<crate::model::placement::PlannedVm>, Vec<String>) {
+        use crate::model::template::SetKind;
+        let cluster = self.template.cluster_name().unwrap_or("cluster");
+        let mut vms = Vec::new();
+        let mut skipped = Vec::new();
+        for set in self.template.machine_sets() {
+            let Some(class_name) = set.machine_class.as_ref().and_then(|m| m.name.as_ref()) else {
+                continue;
+            };
+            let Some(pd) = self
+                .class(&class_name.value)
+                .and_then(|c| c.auto_provision.as_ref())
+                .and_then(|a| a.provider_data.as_ref())
+            else {
+                skipped.push(format!(
+                    "{}: machine class {} has no usable providerdata",
+                    set.machine_set_id(cluster),
+                    class_name.value
+                ));
+                continue;
+            };
+            let Some(count) = set.planned_count() else {
+                skipped.push(format!(
+                    "{}: size is unlimited, so the number of VMs is unknown",
+                    set.machine_set_id(cluster)
+                ));
+                continue;
+            };
+            for i in 1..=count {
+                vms.push(crate::model::placement::PlannedVm {
+                    label: format!("{} #{i}", set.machine_set_id(cluster)),
+                    class: class_name.value.clone(),
+                    control_plane: set.kind == SetKind::ControlPlane,
+                    memory: pd.memory_mib() << 20,
+                    disk: pd.disk_gib() << 30,
+                    selector: pd.storage_selector.as_ref().map(|s| s.value.clone()),
+                    pin: pd.node.as_ref().map(|n| n.value.clone()),
+                });
+            }
+        }
+        (vms, skipped)
+    }
+
     /// Every input file, for reports.
     pub fn input_files(&self) -> Vec<PathBuf> {
         let mut v = vec![self.lab.path.clone(), self.template.path.to_path_buf()];

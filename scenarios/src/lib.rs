@@ -13,6 +13,9 @@ pub fn catalog() -> Vec<Arc<dyn Scenario>> {
     vec![
         Arc::new(preflight::template::Template),
         Arc::new(preflight::machine_classes::MachineClasses),
+        Arc::new(preflight::ceph::Ceph),
+        Arc::new(preflight::dns::Dns),
+        Arc::new(preflight::ram_budget::RamBudget),
     ]
 }
 

@@ -1,15 +1,219 @@
-//! The twin: a built-in emulation of the seed lab (DESIGN §5). With no `--lab`, every
-//! clusterproof command runs against it.
+//! The twin: a built-in, faithful emulation of the seed lab (DESIGN §5), served on loopback.
+//! With no `--lab`, clusterproof's run commands start it in-process and run against it.
 //!
-//! Today the twin is its inventory only — the seed lab's files under `fixtures/seed/` — so
-//! commands without `--lab` run the offline checks on them. The network emulators
-//! (Proxmox API, DNS views, Omni and its `omnictl` shim, Kubernetes API, Cilium) come next;
-//! until then no command sends traffic anywhere.
+//! Built so far: the Proxmox VE API ([`proxmox`]) and split-horizon DNS ([`dns`]), with the
+//! named [`faults`] that the preflight checks must catch. Omni, its `omnictl` shim,
+//! Kubernetes and Cilium come with the provisioning work; the twin's lab file names an Omni
+//! endpoint on loopback that nothing contacts yet.
 
+pub mod dns;
+pub mod faults;
+pub mod proxmox;
+
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+
+use faults::Fault;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TwinError {
+    #[error("twin: cannot {0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("twin: TLS setup failed: {0}")]
+    Tls(String),
+    #[error("twin: bad inventory: {0}")]
+    Inventory(String),
+}
 
 /// The bundled seed lab file (`fixtures/seed/lab.toml` in the source tree).
 pub fn seed_lab() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/seed/lab.toml");
     p.canonicalize().unwrap_or(p)
+}
+
+fn seed_file(rel: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/seed")
+        .join(rel);
+    p.canonicalize().unwrap_or(p)
+}
+
+/// How to start the twin.
+#[derive(Debug, Clone)]
+pub struct TwinOptions {
+    pub faults: Vec<Fault>,
+    /// Multiplies every emulated duration; 0.01 turns Proxmox's 3 s 401 delay into 30 ms.
+    pub time_scale: f64,
+}
+
+impl Default for TwinOptions {
+    fn default() -> Self {
+        TwinOptions {
+            faults: Vec::new(),
+            time_scale: 0.01,
+        }
+    }
+}
+
+/// Addresses of the twin's world. Omni's LAN and public (Tailscale) addresses are data in
+/// DNS answers only; nothing connects to them.
+pub const OMNI_HOSTNAME: &str = "omni.spaceships.work";
+pub const OMNI_LAN_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 10, 20);
+pub const OMNI_PUBLIC_IP: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 20);
+pub const LAN_DNS: Ipv4Addr = Ipv4Addr::new(127, 0, 53, 1);
+pub const PUBLIC_DNS: Ipv4Addr = Ipv4Addr::new(127, 0, 53, 2);
+const TOKEN_ID: &str = "clusterproof@pve!twin";
+
+/// A running twin and the lab file that points at it.
+pub struct Twin {
+    pub proxmox: proxmox::ProxmoxTwin,
+    pub dns: dns::DnsViews,
+    pub faults: Vec<Fault>,
+    dir: tempfile::TempDir,
+    lab: PathBuf,
+}
+
+impl Twin {
+    pub async fn start(opts: TwinOptions) -> Result<Twin, TwinError> {
+        let secret = token_secret();
+        let proxmox = proxmox::ProxmoxTwin::start(proxmox::ProxmoxSpec {
+            inventory: proxmox::default_inventory(),
+            token_id: TOKEN_ID.into(),
+            token_secret: secret.clone(),
+            faults: opts.faults.clone(),
+            time_scale: opts.time_scale,
+        })
+        .await?;
+        let lan_answer = if opts.faults.contains(&Fault::DnsLanWrongAnswer) {
+            OMNI_PUBLIC_IP
+        } else {
+            OMNI_LAN_IP
+        };
+        let dns = dns::DnsViews::start(dns::DnsViewsSpec {
+            hostname: OMNI_HOSTNAME.into(),
+            lan_bind: IpAddr::V4(LAN_DNS),
+            public_bind: IpAddr::V4(PUBLIC_DNS),
+            port: 0,
+            lan_answer: IpAddr::V4(lan_answer),
+            public_answer: IpAddr::V4(OMNI_PUBLIC_IP),
+        })
+        .await
+        .map_err(|e| TwinError::Io("start the DNS views".into(), e))?;
+        let dir = tempfile::Builder::new()
+            .prefix("clusterproof-twin-")
+            .tempdir()
+            .map_err(|e| TwinError::Io("create the twin's directory".into(), e))?;
+        let secret_file = dir.path().join("proxmox-token-secret");
+        write_private(&secret_file, &secret)
+            .map_err(|e| TwinError::Io("write the token secret".into(), e))?;
+        let lab = dir.path().join("lab.toml");
+        let text = lab_file(&proxmox, &dns, &secret_file);
+        std::fs::write(&lab, text)
+            .map_err(|e| TwinError::Io("write the twin's lab file".into(), e))?;
+        Ok(Twin {
+            proxmox,
+            dns,
+            faults: opts.faults,
+            dir,
+            lab,
+        })
+    }
+
+    /// The lab file describing this twin.
+    pub fn lab_path(&self) -> &Path {
+        &self.lab
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub async fn shutdown(self) {
+        self.proxmox.shutdown().await;
+        self.dns.shutdown().await;
+    }
+}
+
+fn lab_file(p: &proxmox::ProxmoxTwin, d: &dns::DnsViews, secret_file: &Path) -> String {
+    let q = |p: PathBuf| format!("{:?}", p.display().to_string());
+    format!(
+        r#"# Lab file of the built-in twin (written at start; every key: docs/lab-file.md).
+name = "twin"
+
+[omni]
+# The twin's Omni arrives with the provisioning work; nothing contacts this endpoint yet.
+endpoint = "https://127.0.0.1:9"
+omnictl = "omnictl"
+provider_id = "matrix-cluster"
+lan_ip = "{omni_lan}"
+
+[proxmox]
+url = "{url}"
+token_id = "{token_id}"
+token_secret_file = {secret}
+
+[proxmox.tls]
+fingerprint = "{fp}"
+
+[dns]
+omni_hostname = "{host}"
+lan_resolvers = ["{lan_ip}"]
+lan_view = "{lan}"
+public_view = "{public}"
+
+[resources]
+ram_headroom_percent = 10
+storage_headroom_percent = 10
+
+[cluster]
+template = {template}
+machine_classes = [{cp}, {w}]
+provision_timeout = "10m"
+"#,
+        omni_lan = OMNI_LAN_IP,
+        url = p.url(),
+        token_id = TOKEN_ID,
+        secret = q(secret_file.to_path_buf()),
+        fp = p.fingerprint(),
+        host = OMNI_HOSTNAME,
+        lan_ip = d.lan_addr().ip(),
+        lan = d.lan_addr(),
+        public = d.public_addr(),
+        template = q(seed_file("clusters/talos-prod-01.yaml")),
+        cp = q(seed_file("machine-classes/matrix-control-plane.yaml")),
+        w = q(seed_file("machine-classes/matrix-worker.yaml")),
+    )
+}
+
+/// A fresh random-enough token secret (UUID-shaped, like Proxmox's).
+fn token_secret() -> String {
+    use sha2::{Digest, Sha256};
+    let seed = format!(
+        "{:?}{}{:?}",
+        std::time::SystemTime::now(),
+        std::process::id(),
+        std::thread::current().id()
+    );
+    let h = Sha256::digest(seed.as_bytes());
+    let x: String = h.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[0..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)?.write_all(content.as_bytes())
 }

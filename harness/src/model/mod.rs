@@ -3,5 +3,6 @@
 
 pub mod lab;
 pub mod machine_class;
+pub mod placement;
 pub mod selector;
 pub mod template;

@@ -33,6 +33,9 @@ pub fn render(record: &RunRecord) -> Result<String, ReportError> {
         suite.add_property(Property::new("run-id", record.run_id.as_str()));
         suite.add_property(Property::new("lab", record.lab.as_str()));
         suite.add_property(Property::new("command", record.command.as_str()));
+        for n in &record.notices {
+            suite.add_property(Property::new("notice", n.as_str()));
+        }
         if let Some(reason) = &record.interrupted {
             suite.add_property(Property::new("interrupted", reason.as_str()));
         }

@@ -18,6 +18,9 @@ pub fn render(r: &RunRecord) -> String {
         "Run `{}` of lab `{}` · `{}` · {:.2}s · exit code {}\n\n",
         r.run_id, r.lab, r.command, r.duration_secs, r.exit_code
     ));
+    for n in &r.notices {
+        s.push_str(&format!("> **Notice:** {n}\n\n"));
+    }
     if let Some(reason) = &r.interrupted {
         s.push_str(&format!(
             "> The run was interrupted: {reason}. Unfinished checks are reported as errors.\n\n"

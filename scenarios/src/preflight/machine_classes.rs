@@ -15,12 +15,15 @@
 //! - `class.provider` — `providerid` is the lab's provider id.
 //! - `class.duplicate-id` — one id, one class.
 //!
-//! The live half (each selector matches exactly one storage on every host, pinned nodes
-//! exist) needs the Proxmox connection and runs when the lab has one.
+//! Live rules, when the run has a Proxmox connection:
+//! - `class.selector-match` — on every host the class can land on, the selector matches
+//!   exactly one storage (none: fail with the provider's own error text; several: warn).
+//! - `class.pinned-node` — a pinned `node` exists and is online.
 
 use futures::future::BoxFuture;
 use harness::model::machine_class::{MachineClass, PROVIDERDATA_RULE};
 use harness::model::selector::StorageSelector;
+use harness::proxmox::{ProxmoxClient, ProxmoxError};
 use harness::scenario::{Context, Need, Outcome, Phase, Scenario};
 use harness::source::{Finding, Location};
 use harness::spec::LabSpec;
@@ -44,7 +47,18 @@ impl Scenario for MachineClasses {
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             let spec = &cx.lab.spec;
-            let findings = check(spec);
+            let mut findings = check(spec);
+            let mut evidence = Vec::new();
+            match &cx.lab.proxmox {
+                Some(px) => match live(px, spec).await {
+                    Ok((f, e)) => {
+                        findings.extend(f);
+                        evidence = e;
+                    }
+                    Err(e) => return Outcome::error(format!("live check: {e}")),
+                },
+                None => evidence.push("live half not evaluated: this run has no Proxmox connection (storages on each host, pinned nodes)".to_string()),
+            }
             let ids: Vec<&str> = spec.classes().map(|c| c.id.value.as_str()).collect();
             let summary = format!(
                 "{} class(es) valid for provider `{}`: {}",
@@ -53,12 +67,107 @@ impl Scenario for MachineClasses {
                 ids.join(", ")
             );
             let mut o = Outcome::from_findings(findings, &summary);
-            if !cx.lab.has(Need::Proxmox) {
-                o = o.evidence("live half not evaluated: this run has no Proxmox connection (storages on each host, pinned nodes)");
+            o.evidence = evidence;
+            if o.findings.iter().any(|f| f.rule == "class.selector-match") {
+                o.remediation = Some(format!(
+                    "red flag \"VMs created but immediately deleted → storage_selector mismatch\": {}",
+                    o.remediation.unwrap_or_default()
+                ));
             }
             o
         })
     }
+}
+
+/// The live half: each class's selector against each host's storages (`GET /nodes/{node}/storage`,
+/// in API order, as the provider evaluates it) and its pinned node against `GET /nodes`.
+async fn live(
+    px: &ProxmoxClient,
+    spec: &LabSpec,
+) -> Result<(Vec<Finding>, Vec<String>), ProxmoxError> {
+    let nodes = px.nodes().await?;
+    let online: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.online())
+        .map(|n| n.node.as_str())
+        .collect();
+    let mut storages = std::collections::BTreeMap::new();
+    for n in &online {
+        storages.insert(*n, px.node_storage(n).await?);
+    }
+    let mut f = Vec::new();
+    let mut evidence = Vec::new();
+    for class in spec.classes() {
+        let Some(pd) = class
+            .auto_provision
+            .as_ref()
+            .and_then(|a| a.provider_data.as_ref())
+        else {
+            continue;
+        };
+        let mut hosts: Vec<&str> = online.clone();
+        if let Some(pin) = &pd.node {
+            match nodes.iter().find(|n| n.node == pin.value) {
+                None => {
+                    let names: Vec<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
+                    f.push(
+                        Finding::error(
+                            "class.pinned-node",
+                            pin.at.clone(),
+                            format!("specified node \"{}\" not found in cluster", pin.value),
+                        )
+                        .fix(format!("pin one of {}, or remove `node`", names.join(", "))),
+                    );
+                    continue;
+                }
+                Some(n) if !n.online() => {
+                    f.push(
+                        Finding::error(
+                            "class.pinned-node",
+                            pin.at.clone(),
+                            format!(
+                                "specified node \"{}\" is not online (status: {})",
+                                pin.value,
+                                n.status.as_deref().unwrap_or("unknown")
+                            ),
+                        )
+                        .fix("bring the host back, or pin another one"),
+                    );
+                    continue;
+                }
+                Some(_) => hosts = vec![pin.value.as_str()],
+            }
+        }
+        let Some(sel_at) = &pd.storage_selector else {
+            continue;
+        };
+        let Ok(sel) = StorageSelector::compile(&sel_at.value) else {
+            continue;
+        };
+        for host in hosts {
+            let list = &storages[host];
+            let matches: Vec<&str> = list
+                .iter()
+                .filter(|s| sel.matches(&s.facts(host)))
+                .map(|s| s.storage.as_str())
+                .collect();
+            match matches.as_slice() {
+                [] => {
+                    let names: Vec<&str> = list.iter().map(|s| s.storage.as_str()).collect();
+                    f.push(
+                        Finding::error("class.selector-match", sel_at.at.clone(), format!("class {} on host {host}: {}", class.id.value, sel.no_match_message()))
+                            .fix(format!("the storages on {host} are {}; select one of them by name (e.g. `name == \"{}\"`) or create the missing storage", names.join(", "), names.first().unwrap_or(&"?"))),
+                    );
+                }
+                [one] => evidence.push(format!("class {} → storage {one} on {host}", class.id.value)),
+                many => f.push(
+                    Finding::warning("class.selector-match", sel_at.at.clone(), format!("class {} matches {} storages on {host} ({}); the provider takes the first, {}", class.id.value, many.len(), many.join(", "), many[0]))
+                        .fix("narrow the selector so it names exactly one storage, e.g. `name == \"...\"`"),
+                ),
+            }
+        }
+    }
+    Ok((f, evidence))
 }
 
 /// All offline machine-class rules.

@@ -1,4 +1,7 @@
 //! Checks that run before deploy.
 
+pub mod ceph;
+pub mod dns;
 pub mod machine_classes;
+pub mod ram_budget;
 pub mod template;

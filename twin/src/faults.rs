@@ -1,0 +1,92 @@
+//! Named faults: switches that change the twin's world so that one scenario must notice.
+//! Each fault names the scenario that must catch it and the verdict it must give; every other
+//! scenario must stay green (the fault matrix test checks exactly this).
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    /// Every Proxmox host resolves through public DNS (1.1.1.1, 8.8.8.8) instead of the LAN
+    /// gateway: VMs inherit it and never reach Omni by its LAN address.
+    DnsPublicOnHosts,
+    /// The LAN DNS view answers the Omni name with the public (Tailscale) address.
+    DnsLanWrongAnswer,
+    /// The Ceph storage `vm_ssd` is not configured at all.
+    StorageMissing,
+    /// `vm_ssd` is configured but inactive on every host.
+    StorageInactive,
+    /// Ceph is down: HEALTH_ERR, no OSD up, RBD storages inactive.
+    CephDown,
+    /// One OSD down: HEALTH_WARN with OSD_DOWN and degraded PGs.
+    CephDegraded,
+    /// The hosts' memory is nearly all in use: the planned VMs do not fit.
+    RamExhausted,
+}
+
+/// The verdict a fault must produce in its scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    Fail,
+    Warn,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 7] = [
+        Fault::DnsPublicOnHosts,
+        Fault::DnsLanWrongAnswer,
+        Fault::StorageMissing,
+        Fault::StorageInactive,
+        Fault::CephDown,
+        Fault::CephDegraded,
+        Fault::RamExhausted,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::DnsPublicOnHosts => "dns-public-on-hosts",
+            Fault::DnsLanWrongAnswer => "dns-lan-wrong-answer",
+            Fault::StorageMissing => "storage-missing",
+            Fault::StorageInactive => "storage-inactive",
+            Fault::CephDown => "ceph-down",
+            Fault::CephDegraded => "ceph-degraded",
+            Fault::RamExhausted => "ram-exhausted",
+        }
+    }
+
+    /// The scenario that must catch it, and how.
+    pub fn caught_by(self) -> (&'static str, Expect) {
+        match self {
+            Fault::DnsPublicOnHosts | Fault::DnsLanWrongAnswer => ("preflight::dns", Expect::Fail),
+            Fault::StorageMissing => ("preflight::machine_classes", Expect::Fail),
+            Fault::StorageInactive | Fault::CephDown => ("preflight::ceph", Expect::Fail),
+            Fault::CephDegraded => ("preflight::ceph", Expect::Warn),
+            Fault::RamExhausted => ("preflight::ram_budget", Expect::Fail),
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Fault {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Fault::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown fault \"{s}\"; known faults: {}",
+                    Fault::ALL
+                        .iter()
+                        .map(|f| f.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+    }
+}

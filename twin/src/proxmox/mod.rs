@@ -1,0 +1,271 @@
+//! The twin's Proxmox VE API: HTTPS on loopback with a certificate generated at start,
+//! serving `/api2/json` the way a real cluster does (`shared/reference/proxmox.md`):
+//! token auth with the real 401 shapes (empty body, reason phrase, delayed), the
+//! `{"data": …}` envelope with `message` on errors, 595 for calls proxied to a node that is
+//! down, 501 for unknown paths, UPID tasks that finish after a (scaled) while, and VMs that
+//! consume host memory while running.
+//!
+//! The inventory is the real response bodies in `fixtures/twin/proxmox/` (see its README);
+//! physics and faults are applied on top when a response is rendered.
+
+mod state;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State as AxState;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::Response;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+pub use state::{Inventory, VmPower};
+
+use crate::TwinError;
+use crate::faults::Fault;
+
+/// What the twin's Proxmox needs to start.
+pub struct ProxmoxSpec {
+    /// Directory of response bodies (`fixtures/twin/proxmox`).
+    pub inventory: std::path::PathBuf,
+    pub token_id: String,
+    pub token_secret: String,
+    pub faults: Vec<Fault>,
+    /// Multiplies every emulated duration (the 3 s 401 delay, task run times).
+    pub time_scale: f64,
+}
+
+/// A running Proxmox emulator.
+pub struct ProxmoxTwin {
+    addr: SocketAddr,
+    fingerprint: String,
+    cert_pem: String,
+    state: Arc<Mutex<state::State>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Shared {
+    state: Arc<Mutex<state::State>>,
+    token_id: String,
+    token_secret: String,
+    time_scale: f64,
+}
+
+impl ProxmoxTwin {
+    pub async fn start(spec: ProxmoxSpec) -> Result<ProxmoxTwin, TwinError> {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+            .map_err(|e| TwinError::Tls(e.to_string()))?;
+        let der = cert.cert.der().to_vec();
+        let fingerprint = harness::proxmox::tls::fingerprint(&der);
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let tls = rustls::ServerConfig::builder_with_provider(harness::proxmox::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TwinError::Tls(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(vec![der.into()], key)
+            .map_err(|e| TwinError::Tls(e.to_string()))?;
+        let inventory = Inventory::load(&spec.inventory)?;
+        let state = Arc::new(Mutex::new(state::State::new(
+            inventory,
+            &spec.faults,
+            &fingerprint,
+            spec.time_scale,
+        )));
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| TwinError::Io("bind the Proxmox twin".into(), e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| TwinError::Io("read the Proxmox twin address".into(), e))?;
+        let shared = Arc::new(Shared {
+            state: Arc::clone(&state),
+            token_id: spec.token_id,
+            token_secret: spec.token_secret,
+            time_scale: spec.time_scale,
+        });
+        let app = axum::Router::new().fallback(handle).with_state(shared);
+        let acceptor = TlsAcceptor::from(Arc::new(tls));
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                let (tcp, _) = tokio::select! {
+                    r = listener.accept() => match r { Ok(c) => c, Err(e) => { tracing::warn!("proxmox twin accept: {e}"); continue } },
+                    _ = stopped.changed() => break,
+                };
+                let acceptor = acceptor.clone();
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = TowerToHyperService::new(app);
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(ProxmoxTwin {
+            addr,
+            fingerprint,
+            cert_pem: cert.cert.pem(),
+            state,
+            stop,
+            task,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `https://127.0.0.1:PORT/api2/json`.
+    pub fn url(&self) -> String {
+        format!("https://{}/api2/json", self.addr)
+    }
+
+    /// SHA-256 fingerprint of the twin's certificate, as Proxmox shows it.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The twin's certificate (PEM), to trust as a CA file.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// Mark a host offline (its proxied calls then answer 595) or back online.
+    pub fn set_node_online(&self, node: &str, online: bool) {
+        lock(&self.state).set_node_online(node, online);
+    }
+
+    /// Power state of a VM, after applying finished tasks.
+    pub fn vm_power(&self, vmid: u32) -> Option<VmPower> {
+        let mut s = lock(&self.state);
+        s.tick();
+        s.vm_power(vmid)
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+fn lock(m: &Mutex<state::State>) -> std::sync::MutexGuard<'_, state::State> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A Proxmox answer before it becomes HTTP.
+pub(crate) enum Answer {
+    Data(serde_json::Value),
+    /// Status, message (reason phrase and `message`), optional per-parameter errors.
+    Error(u16, String, Option<serde_json::Value>),
+    /// Status and reason phrase with an empty body (401 before the handler, 595).
+    Bare(u16, String),
+}
+
+async fn handle(
+    AxState(sh): AxState<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(path) = uri.path().strip_prefix("/api2/json") else {
+        return render(Answer::Error(501, "no such uri".into(), None));
+    };
+    match authenticate(&sh, &headers) {
+        Ok(()) => {}
+        Err(reason) => {
+            // Proxmox delays every unauthorized answer by 3 seconds.
+            tokio::time::sleep(Duration::from_secs_f64(3.0 * sh.time_scale)).await;
+            return render(Answer::Bare(401, reason));
+        }
+    }
+    let query = uri.query().unwrap_or("");
+    let form = String::from_utf8_lossy(&body).into_owned();
+    let answer = lock(&sh.state).answer(&method, path, query, &form, &sh.token_id);
+    render(answer)
+}
+
+/// `PVEAPIToken=USER@REALM!NAME=SECRET`, split on the last `=` (pve-access-control).
+fn authenticate(sh: &Shared, headers: &HeaderMap) -> Result<(), String> {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Err("No ticket".into());
+    };
+    let Some(rest) = value.split_once("PVEAPIToken").map(|(_, r)| r) else {
+        return Err("No ticket".into());
+    };
+    let token = rest
+        .trim_start_matches(['=', ' '])
+        .split(';')
+        .next()
+        .unwrap_or("");
+    let Some((id, secret)) = token.rsplit_once('=') else {
+        return Err("Authentication failed!".into());
+    };
+    if id == sh.token_id && secret == sh.token_secret {
+        Ok(())
+    } else {
+        Err("Authentication failed!".into())
+    }
+}
+
+fn render(answer: Answer) -> Response {
+    let (status, reason, body) = match answer {
+        Answer::Data(d) => (200, None, Some(serde_json::json!({ "data": d }))),
+        Answer::Error(code, msg, errors) => {
+            let mut b = serde_json::json!({ "data": null, "message": format!("{msg}\n") });
+            if let Some(e) = errors {
+                b["errors"] = e;
+            }
+            (code, Some(msg), Some(b))
+        }
+        Answer::Bare(code, reason) => (code, Some(reason), None),
+    };
+    let mut resp = Response::new(match &body {
+        Some(b) => Body::from(b.to_string()),
+        None => Body::empty(),
+    });
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
+    h.insert(
+        header::SERVER,
+        HeaderValue::from_static("pve-api-daemon/3.0"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=0"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    if body.is_some() {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json;charset=UTF-8"),
+        );
+    }
+    if status >= 400 {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if let Some(r) = reason {
+        // The status line carries the message's first line, as pve-http-server writes it.
+        let first = r.lines().next().unwrap_or("").to_string();
+        if let Ok(p) = hyper::ext::ReasonPhrase::try_from(first) {
+            resp.extensions_mut().insert(p);
+        }
+    }
+    resp
+}
+
+/// The default inventory: `fixtures/twin/proxmox` in the source tree.
+pub fn default_inventory() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/twin/proxmox")
+}

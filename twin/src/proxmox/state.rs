@@ -1,0 +1,675 @@
+//! The emulated Proxmox cluster's state: hosts, storages, Ceph, VMs and tasks. Response
+//! bodies come from the inventory; memory use, VM power and task status are computed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use serde_json::{Value, json};
+
+use super::Answer;
+use crate::TwinError;
+use crate::faults::Fault;
+
+/// The response bodies the twin starts from (`data` of each file).
+pub struct Inventory {
+    pub version: Value,
+    pub cluster_status: Value,
+    pub nodes: Vec<Value>,
+    pub storage: Vec<Value>,
+    pub ceph: Value,
+    pub ha: Vec<Value>,
+    /// Per node: status, dns, storage, qemu list, and VM configs by vmid.
+    pub per_node: BTreeMap<String, NodeFiles>,
+}
+
+pub struct NodeFiles {
+    pub status: Value,
+    pub dns: Value,
+    pub storage: Vec<Value>,
+    pub qemu: Vec<Value>,
+    pub configs: BTreeMap<u32, Value>,
+}
+
+fn data(dir: &Path, rel: &str) -> Result<Value, TwinError> {
+    let path: PathBuf = dir.join(rel);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| TwinError::Io(format!("read {}", path.display()), e))?;
+    let mut v: Value = serde_json::from_str(&text)
+        .map_err(|e| TwinError::Inventory(format!("{}: {e}", path.display())))?;
+    match v.get_mut("data") {
+        Some(d) => Ok(d.take()),
+        None => Err(TwinError::Inventory(format!(
+            "{}: not a Proxmox response body (no \"data\")",
+            path.display()
+        ))),
+    }
+}
+
+fn list(v: Value, what: &str) -> Result<Vec<Value>, TwinError> {
+    match v {
+        Value::Array(a) => Ok(a),
+        _ => Err(TwinError::Inventory(format!("{what}: expected a list"))),
+    }
+}
+
+impl Inventory {
+    pub fn load(dir: &Path) -> Result<Self, TwinError> {
+        let nodes = list(data(dir, "nodes.json")?, "nodes.json")?;
+        let mut per_node = BTreeMap::new();
+        for n in &nodes {
+            let name = n["node"]
+                .as_str()
+                .ok_or_else(|| TwinError::Inventory("nodes.json: an entry has no \"node\"".into()))?
+                .to_string();
+            let qemu = list(data(dir, &format!("nodes/{name}/qemu.json"))?, "qemu.json")?;
+            let mut configs = BTreeMap::new();
+            for vm in &qemu {
+                let id = vm["vmid"].as_u64().ok_or_else(|| {
+                    TwinError::Inventory(format!("nodes/{name}/qemu.json: vmid missing"))
+                })? as u32;
+                configs.insert(
+                    id,
+                    data(dir, &format!("nodes/{name}/qemu/{id}/config.json"))?,
+                );
+            }
+            per_node.insert(
+                name.clone(),
+                NodeFiles {
+                    status: data(dir, &format!("nodes/{name}/status.json"))?,
+                    dns: data(dir, &format!("nodes/{name}/dns.json"))?,
+                    storage: list(
+                        data(dir, &format!("nodes/{name}/storage.json"))?,
+                        "storage.json",
+                    )?,
+                    qemu,
+                    configs,
+                },
+            );
+        }
+        Ok(Inventory {
+            version: data(dir, "version.json")?,
+            cluster_status: data(dir, "cluster-status.json")?,
+            nodes,
+            storage: list(data(dir, "storage.json")?, "storage.json")?,
+            ceph: data(dir, "cluster-ceph-status.json")?,
+            ha: list(
+                data(dir, "cluster-ha-resources.json")?,
+                "cluster-ha-resources.json",
+            )?,
+            per_node,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmPower {
+    Running,
+    Stopped,
+    Paused,
+}
+
+impl VmPower {
+    fn as_str(self) -> &'static str {
+        match self {
+            VmPower::Running => "running",
+            VmPower::Stopped => "stopped",
+            VmPower::Paused => "running",
+        }
+    }
+    fn qmp(self) -> &'static str {
+        match self {
+            VmPower::Running => "running",
+            VmPower::Stopped => "stopped",
+            VmPower::Paused => "paused",
+        }
+    }
+}
+
+struct Vm {
+    node: String,
+    power: VmPower,
+    /// The `GET /nodes/{node}/qemu` item the VM started as (static fields).
+    item: Value,
+    config: Value,
+}
+
+impl Vm {
+    fn maxmem(&self) -> u64 {
+        self.item["maxmem"].as_u64().unwrap_or(0)
+    }
+    fn name(&self) -> String {
+        self.item["name"].as_str().unwrap_or("").to_string()
+    }
+}
+
+struct Task {
+    node: String,
+    kind: &'static str,
+    vmid: u32,
+    user: String,
+    start_epoch: u64,
+    pid: u32,
+    done_at: Instant,
+    /// Applied when the task finishes.
+    effect: Option<VmPower>,
+    exit: String,
+    applied: bool,
+}
+
+struct Host {
+    files: NodeFiles,
+    item: Value,
+    online: bool,
+}
+
+pub struct State {
+    version: Value,
+    cluster_status: Value,
+    storage: Vec<Value>,
+    ceph: Value,
+    ha: Vec<Value>,
+    hosts: BTreeMap<String, Host>,
+    vms: BTreeMap<u32, Vm>,
+    tasks: BTreeMap<String, Task>,
+    next_pid: u32,
+    time_scale: f64,
+}
+
+const GIB: u64 = 1 << 30;
+
+impl State {
+    pub fn new(inv: Inventory, faults: &[Fault], fingerprint: &str, time_scale: f64) -> Self {
+        let mut hosts = BTreeMap::new();
+        let mut vms = BTreeMap::new();
+        let mut per_node = inv.per_node;
+        for mut item in inv.nodes {
+            let name = item["node"].as_str().unwrap_or_default().to_string();
+            item["ssl_fingerprint"] = json!(fingerprint);
+            let Some(mut files) = per_node.remove(&name) else {
+                continue;
+            };
+            for q in std::mem::take(&mut files.qemu) {
+                let id = q["vmid"].as_u64().unwrap_or(0) as u32;
+                let power = if q["status"] == "running" {
+                    VmPower::Running
+                } else {
+                    VmPower::Stopped
+                };
+                let config = files.configs.remove(&id).unwrap_or_else(|| json!({}));
+                vms.insert(
+                    id,
+                    Vm {
+                        node: name.clone(),
+                        power,
+                        item: q,
+                        config,
+                    },
+                );
+            }
+            hosts.insert(
+                name,
+                Host {
+                    files,
+                    item,
+                    online: true,
+                },
+            );
+        }
+        let mut s = State {
+            version: inv.version,
+            cluster_status: inv.cluster_status,
+            storage: inv.storage,
+            ceph: inv.ceph,
+            ha: inv.ha,
+            hosts,
+            vms,
+            tasks: BTreeMap::new(),
+            next_pid: 0x0019_4d13,
+            time_scale,
+        };
+        for f in faults {
+            s.apply_fault(*f);
+        }
+        s
+    }
+
+    fn apply_fault(&mut self, f: Fault) {
+        match f {
+            Fault::DnsPublicOnHosts => {
+                for h in self.hosts.values_mut() {
+                    // Data only: nothing ever queries these addresses.
+                    h.files.dns =
+                        json!({"search": "spaceships.work", "dns1": "1.1.1.1", "dns2": "8.8.8.8"});
+                }
+            }
+            Fault::DnsLanWrongAnswer => {} // the DNS views implement it
+            Fault::StorageMissing => {
+                self.storage.retain(|s| s["storage"] != "vm_ssd");
+                for h in self.hosts.values_mut() {
+                    h.files.storage.retain(|s| s["storage"] != "vm_ssd");
+                }
+            }
+            Fault::StorageInactive => self.deactivate(|s| s["storage"] == "vm_ssd"),
+            Fault::CephDown => {
+                self.ceph["health"] = json!({
+                    "status": "HEALTH_ERR",
+                    "checks": {
+                        "OSD_DOWN": {"severity": "HEALTH_WARN", "summary": {"message": "6 osds down", "count": 6}, "detail": [], "muted": false},
+                        "PG_AVAILABILITY": {"severity": "HEALTH_ERR", "summary": {"message": "Reduced data availability: 129 pgs inactive", "count": 129}, "detail": [], "muted": false}
+                    },
+                    "mutes": []
+                });
+                self.ceph["osdmap"]["num_up_osds"] = json!(0);
+                self.deactivate(|s| s["type"] == "rbd" || s["type"] == "cephfs");
+            }
+            Fault::CephDegraded => {
+                self.ceph["health"] = json!({
+                    "status": "HEALTH_WARN",
+                    "checks": {
+                        "OSD_DOWN": {"severity": "HEALTH_WARN", "summary": {"message": "1 osds down", "count": 1}, "detail": [{"message": "osd.4 (root=default,host=hotel) is down"}], "muted": false},
+                        "PG_DEGRADED": {"severity": "HEALTH_WARN", "summary": {"message": "Degraded data redundancy: 25500/459000 objects degraded (5.556%), 43 pgs degraded", "count": 43}, "detail": [], "muted": false}
+                    },
+                    "mutes": []
+                });
+                self.ceph["osdmap"]["num_up_osds"] = json!(5);
+            }
+            Fault::RamExhausted => {
+                for h in self.hosts.values_mut() {
+                    let total = h.item["maxmem"].as_u64().unwrap_or(64 * GIB);
+                    let used = total - 4 * GIB;
+                    h.item["mem"] = json!(used);
+                    h.files.status["memory"]["used"] = json!(used);
+                    h.files.status["memory"]["free"] = json!(total - used);
+                }
+            }
+        }
+    }
+
+    fn deactivate(&mut self, which: impl Fn(&Value) -> bool) {
+        for h in self.hosts.values_mut() {
+            for s in h.files.storage.iter_mut().filter(|s| which(s)) {
+                s["active"] = json!(0);
+                s["avail"] = json!(0);
+                s["used"] = json!(0);
+                s["total"] = json!(0);
+                if let Some(o) = s.as_object_mut() {
+                    o.remove("used_fraction");
+                }
+            }
+        }
+    }
+
+    pub fn set_node_online(&mut self, node: &str, online: bool) {
+        if let Some(h) = self.hosts.get_mut(node) {
+            h.online = online;
+        }
+    }
+
+    pub fn vm_power(&self, vmid: u32) -> Option<VmPower> {
+        self.vms.get(&vmid).map(|v| v.power)
+    }
+
+    /// Apply the effects of tasks that have finished by now.
+    pub fn tick(&mut self) {
+        let now = Instant::now();
+        for t in self
+            .tasks
+            .values_mut()
+            .filter(|t| !t.applied && t.done_at <= now)
+        {
+            t.applied = true;
+            if let (Some(p), Some(vm)) = (t.effect, self.vms.get_mut(&t.vmid)) {
+                vm.power = p;
+            }
+        }
+    }
+
+    /// Memory in use on a host: its own use plus its running VMs.
+    fn host_used(&self, node: &str) -> u64 {
+        let base = self
+            .hosts
+            .get(node)
+            .and_then(|h| h.item["mem"].as_u64())
+            .unwrap_or(0);
+        base + self
+            .vms
+            .values()
+            .filter(|v| v.node == node && v.power != VmPower::Stopped)
+            .map(Vm::maxmem)
+            .sum::<u64>()
+    }
+
+    pub(crate) fn answer(
+        &mut self,
+        method: &Method,
+        path: &str,
+        query: &str,
+        _form: &str,
+        token_id: &str,
+    ) -> Answer {
+        self.tick();
+        let segs: Vec<String> = path
+            .trim_matches('/')
+            .split('/')
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        let get = method == Method::GET;
+        match (get, segs.as_slice()) {
+            (true, ["version"]) => Answer::Data(self.version.clone()),
+            (true, ["cluster", "status"]) => Answer::Data(self.cluster_status_now()),
+            (true, ["cluster", "resources"]) => Answer::Data(self.resources(query)),
+            (true, ["cluster", "ceph", "status"]) => Answer::Data(self.ceph.clone()),
+            (true, ["cluster", "ha", "resources"]) => Answer::Data(Value::Array(self.ha.clone())),
+            (true, ["nodes"]) => Answer::Data(Value::Array(self.nodes_now())),
+            (true, ["storage"]) => Answer::Data(Value::Array(self.storage.clone())),
+            (_, ["nodes", node, rest @ ..]) => self.node_call(get, node, rest, token_id),
+            _ => Answer::Error(
+                501,
+                format!("Method '{} /{}' not implemented", method, segs.join("/")),
+                None,
+            ),
+        }
+    }
+
+    fn nodes_now(&self) -> Vec<Value> {
+        self.hosts
+            .iter()
+            .map(|(name, h)| {
+                let mut item = h.item.clone();
+                if h.online {
+                    item["mem"] = json!(self.host_used(name));
+                } else {
+                    // An offline node keeps only its max* keys.
+                    item["status"] = json!("offline");
+                    if let Some(o) = item.as_object_mut() {
+                        for k in ["uptime", "cpu", "mem", "disk"] {
+                            o.remove(k);
+                        }
+                    }
+                }
+                item
+            })
+            .collect()
+    }
+
+    fn cluster_status_now(&self) -> Value {
+        let mut v = self.cluster_status.clone();
+        if let Some(items) = v.as_array_mut() {
+            for it in items.iter_mut().filter(|i| i["type"] == "node") {
+                let name = it["name"].as_str().unwrap_or_default().to_string();
+                let online = self.hosts.get(&name).is_some_and(|h| h.online);
+                it["online"] = json!(u8::from(online));
+            }
+        }
+        v
+    }
+
+    fn resources(&self, query: &str) -> Value {
+        let kind = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("type="))
+            .unwrap_or("");
+        let mut out = Vec::new();
+        if kind.is_empty() || kind == "vm" {
+            for (id, vm) in &self.vms {
+                out.push(json!({
+                    "id": format!("qemu/{id}"), "vmid": id, "node": vm.node, "type": "qemu",
+                    "status": vm.power.as_str(), "name": vm.name(), "template": 0,
+                    "maxmem": vm.maxmem(), "mem": if vm.power == VmPower::Stopped { 0 } else { vm.maxmem() },
+                    "maxcpu": vm.item["cpus"].clone(), "uptime": if vm.power == VmPower::Stopped { 0 } else { 1 },
+                }));
+            }
+        }
+        if kind.is_empty() || kind == "node" {
+            for n in self.nodes_now() {
+                let mut n = n;
+                n["id"] = json!(format!("node/{}", n["node"].as_str().unwrap_or("")));
+                out.push(n);
+            }
+        }
+        if kind.is_empty() || kind == "storage" {
+            for (name, h) in &self.hosts {
+                for s in &h.files.storage {
+                    out.push(json!({
+                        "id": format!("storage/{name}/{}", s["storage"].as_str().unwrap_or("")),
+                        "storage": s["storage"], "node": name, "type": "storage", "plugintype": s["type"],
+                        "status": if s["active"] == 1 { "available" } else { "unknown" },
+                        "shared": s["shared"], "content": s["content"], "disk": s["used"], "maxdisk": s["total"],
+                    }));
+                }
+            }
+        }
+        Value::Array(out)
+    }
+
+    fn node_call(&mut self, get: bool, node: &str, rest: &[&str], token_id: &str) -> Answer {
+        let Some(host) = self.hosts.get(node) else {
+            return Answer::Error(
+                500,
+                format!(
+                    "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
+                ),
+                None,
+            );
+        };
+        if !host.online {
+            return Answer::Bare(595, "No route to host".into());
+        }
+        match (get, rest) {
+            (true, ["status"]) => {
+                let mut s = host.files.status.clone();
+                let total = s["memory"]["total"].as_u64().unwrap_or(0);
+                let used = self.host_used(node).min(total);
+                s["memory"]["used"] = json!(used);
+                s["memory"]["free"] = json!(total - used);
+                s["memory"]["available"] = json!(total - used);
+                Answer::Data(s)
+            }
+            (true, ["dns"]) => Answer::Data(host.files.dns.clone()),
+            (true, ["storage"]) => Answer::Data(Value::Array(host.files.storage.clone())),
+            (true, ["qemu"]) => Answer::Data(Value::Array(
+                self.vms
+                    .iter()
+                    .filter(|(_, v)| v.node == node)
+                    .map(|(id, v)| {
+                        let mut it = v.item.clone();
+                        it["vmid"] = json!(id);
+                        it["status"] = json!(v.power.as_str());
+                        if v.power == VmPower::Stopped {
+                            it["mem"] = json!(0);
+                            it["uptime"] = json!(0);
+                            if let Some(o) = it.as_object_mut() {
+                                o.remove("pid");
+                            }
+                        }
+                        it
+                    })
+                    .collect(),
+            )),
+            (_, ["qemu", id, more @ ..]) => {
+                let Some(vmid) = id
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|v| self.vms.get(v).is_some_and(|vm| vm.node == node))
+                else {
+                    return Answer::Error(
+                        500,
+                        format!(
+                            "Configuration file 'nodes/{node}/qemu-server/{id}.conf' does not exist"
+                        ),
+                        None,
+                    );
+                };
+                self.vm_call(get, node, vmid, more, token_id)
+            }
+            (true, ["tasks", upid, "status"]) => {
+                match self.tasks.get(*upid).filter(|t| t.node == node) {
+                    Some(t) => {
+                        let done = t.applied;
+                        let (user, tokenid) = match t.user.split_once('!') {
+                            Some((u, tk)) => (u.to_string(), Some(tk.to_string())),
+                            None => (t.user.clone(), None),
+                        };
+                        let mut v = json!({
+                            "upid": upid, "node": node, "pid": t.pid, "pstart": 27652691, "starttime": t.start_epoch,
+                            "type": t.kind, "id": t.vmid.to_string(), "user": user,
+                            "status": if done { "stopped" } else { "running" },
+                        });
+                        if let Some(tk) = tokenid {
+                            v["tokenid"] = json!(tk);
+                        }
+                        if done {
+                            v["exitstatus"] = json!(t.exit);
+                        }
+                        Answer::Data(v)
+                    }
+                    None => Answer::Error(
+                        400,
+                        "Parameter verification failed.".into(),
+                        Some(json!({"upid": "no such task"})),
+                    ),
+                }
+            }
+            _ => Answer::Error(
+                501,
+                format!(
+                    "Method '{} /nodes/{node}/{}' not implemented",
+                    if get { "GET" } else { "POST" },
+                    rest.join("/")
+                ),
+                None,
+            ),
+        }
+    }
+
+    fn vm_call(
+        &mut self,
+        get: bool,
+        node: &str,
+        vmid: u32,
+        rest: &[&str],
+        token_id: &str,
+    ) -> Answer {
+        let vm = &self.vms[&vmid];
+        match (get, rest) {
+            (true, ["status", "current"]) => {
+                let mut it = vm.item.clone();
+                it["vmid"] = json!(vmid);
+                it["status"] = json!(vm.power.as_str());
+                it["qmpstatus"] = json!(vm.power.qmp());
+                it["ha"] = json!({"managed": 0});
+                it["agent"] = json!(1);
+                if vm.power == VmPower::Stopped {
+                    it["mem"] = json!(0);
+                    it["uptime"] = json!(0);
+                }
+                Answer::Data(it)
+            }
+            (true, ["config"]) => Answer::Data(vm.config.clone()),
+            (false, ["status", action]) => {
+                let (kind, effect, secs, error): (
+                    &'static str,
+                    Option<VmPower>,
+                    f64,
+                    Option<String>,
+                ) = match (*action, vm.power) {
+                    ("start", VmPower::Stopped) => ("qmstart", Some(VmPower::Running), 2.0, None),
+                    ("start", _) => (
+                        "qmstart",
+                        None,
+                        0.5,
+                        Some(format!("VM {vmid} already running")),
+                    ),
+                    ("stop", _) => ("qmstop", Some(VmPower::Stopped), 1.0, None),
+                    ("shutdown", VmPower::Paused) => {
+                        return Answer::Error(500, "VM is paused - cannot shutdown".into(), None);
+                    }
+                    ("shutdown", VmPower::Running) => {
+                        ("qmshutdown", Some(VmPower::Stopped), 5.0, None)
+                    }
+                    ("shutdown", VmPower::Stopped) => ("qmshutdown", None, 0.5, None),
+                    ("reset" | "reboot", VmPower::Stopped) => {
+                        return Answer::Error(500, format!("VM {vmid} not running"), None);
+                    }
+                    ("reset", _) => ("qmreset", Some(VmPower::Running), 0.5, None),
+                    ("reboot", _) => ("qmreboot", Some(VmPower::Running), 5.0, None),
+                    ("suspend", VmPower::Running) => ("qmpause", Some(VmPower::Paused), 0.5, None),
+                    ("suspend", _) => {
+                        return Answer::Error(500, format!("VM {vmid} not running"), None);
+                    }
+                    ("resume", VmPower::Paused) => ("qmresume", Some(VmPower::Running), 0.5, None),
+                    ("resume", _) => {
+                        return Answer::Error(500, format!("VM {vmid} not running"), None);
+                    }
+                    _ => {
+                        return Answer::Error(
+                            501,
+                            format!(
+                                "Method 'POST /nodes/{node}/qemu/{vmid}/status/{action}' not implemented"
+                            ),
+                            None,
+                        );
+                    }
+                };
+                Answer::Data(json!(
+                    self.start_task(node, kind, vmid, token_id, secs, effect, error)
+                ))
+            }
+            _ => Answer::Error(
+                501,
+                format!(
+                    "Method '{} /nodes/{node}/qemu/{vmid}/{}' not implemented",
+                    if get { "GET" } else { "POST" },
+                    rest.join("/")
+                ),
+                None,
+            ),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_task(
+        &mut self,
+        node: &str,
+        kind: &'static str,
+        vmid: u32,
+        user: &str,
+        secs: f64,
+        effect: Option<VmPower>,
+        error: Option<String>,
+    ) -> String {
+        self.next_pid += 1;
+        let start_epoch = chrono::Utc::now().timestamp().max(0) as u64;
+        // UPID:<node>:<pid 8 hex>:<pstart 8 hex>:<starttime 8 hex>:<type>:<id>:<user>: (trailing colon)
+        let upid = format!(
+            "UPID:{node}:{:08X}:{:08X}:{:08X}:{kind}:{vmid}:{user}:",
+            self.next_pid, 27652691, start_epoch
+        );
+        let done_at = Instant::now() + Duration::from_secs_f64(secs * self.time_scale);
+        let exit = error.unwrap_or_else(|| "OK".into());
+        let effect = if exit == "OK" { effect } else { None };
+        self.tasks.insert(
+            upid.clone(),
+            Task {
+                node: node.into(),
+                kind,
+                vmid,
+                user: user.into(),
+                start_epoch,
+                pid: self.next_pid,
+                done_at,
+                effect,
+                exit,
+                applied: false,
+            },
+        );
+        upid
+    }
+}
