@@ -74,11 +74,13 @@ pub enum ProxmoxError {
 }
 
 impl ProxmoxError {
-    /// Worth retrying for an idempotent read: transport failures and 5xx other than 595–599.
+    /// Worth retrying for an idempotent read: transport failures and gateway errors. Proxmox
+    /// answers its own handler errors with 500 ("does not exist", "no quorum"), which a retry
+    /// does not change; 595–599 mean the node is gone.
     fn transient(&self) -> bool {
         match self {
             ProxmoxError::Transport { .. } => true,
-            ProxmoxError::Api { status, .. } => (500..595).contains(status),
+            ProxmoxError::Api { status, .. } => (502..=504).contains(status),
             _ => false,
         }
     }

@@ -1,0 +1,125 @@
+//! The fault matrix: `clusterproof preflight --fault F` against the built-in twin, for every
+//! fault the twin knows. The scenario the fault names must give its verdict (fail, or warn
+//! for `ceph-degraded`) with a diagnosis naming the cause; every other scenario must pass;
+//! the exit code must follow. Without faults, everything passes.
+
+use std::process::Command;
+
+use twin::faults::{Expect, Fault};
+
+fn preflight(faults: &[Fault]) -> (i32, serde_json::Value, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clusterproof"));
+    cmd.args(["preflight", "--out", out.to_str().unwrap()]);
+    for f in faults {
+        cmd.args(["--fault", f.name()]);
+    }
+    let o = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let result = std::fs::read_to_string(out.join("result.json"))
+        .unwrap_or_else(|e| panic!("no result.json ({e}):\n{text}"));
+    (
+        o.status.code().unwrap_or(-1),
+        serde_json::from_str(&result).unwrap(),
+        text,
+    )
+}
+
+fn verdicts(result: &serde_json::Value) -> Vec<(String, String)> {
+    result["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_string(),
+                s["outcome"]["verdict"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Words the diagnosis must contain for each fault: the cause, named.
+fn diagnosis_words(f: Fault) -> &'static [&'static str] {
+    match f {
+        Fault::DnsPublicOnHosts => &["1.1.1.1", "instead of the LAN resolver", "Registering"],
+        Fault::DnsLanWrongAnswer => &[
+            "LAN view",
+            "100.64.0.20",
+            "not Omni's LAN IP",
+            "Registering",
+        ],
+        Fault::StorageMissing => &[
+            "no matches for the condition",
+            "vm_ssd",
+            "storage_selector mismatch",
+        ],
+        Fault::StorageInactive => &["vm_ssd", "not active"],
+        Fault::CephDown => &["HEALTH_ERR", "no Ceph OSD is up"],
+        Fault::CephDegraded => &["HEALTH_WARN", "OSD_DOWN"],
+        Fault::RamExhausted => &["do not fit", "free above the headroom"],
+    }
+}
+
+#[test]
+fn without_faults_every_preflight_check_passes() {
+    let (code, result, text) = preflight(&[]);
+    assert_eq!(code, 0, "{text}");
+    let v = verdicts(&result);
+    assert_eq!(v.len(), 5, "{v:?}");
+    assert!(v.iter().all(|(_, verdict)| verdict == "pass"), "{v:?}");
+}
+
+#[test]
+fn each_fault_is_caught_by_its_scenario_and_only_there() {
+    for fault in Fault::ALL {
+        let (scenario, expect) = fault.caught_by();
+        let (code, result, text) = preflight(&[fault]);
+        let v = verdicts(&result);
+        let want = match expect {
+            Expect::Fail => "fail",
+            Expect::Warn => "warn",
+        };
+        for (id, verdict) in &v {
+            if id == scenario {
+                assert_eq!(verdict, want, "{fault}: {id} should {want}\n{text}");
+            } else {
+                assert_eq!(verdict, "pass", "{fault}: {id} should stay green\n{text}");
+            }
+        }
+        assert!(
+            v.iter().any(|(id, _)| id == scenario),
+            "{fault}: {scenario} did not run"
+        );
+        assert_eq!(
+            code,
+            if expect == Expect::Fail { 1 } else { 0 },
+            "{fault}: exit code\n{text}"
+        );
+        // The diagnosis: message, evidence and remediation of the catching scenario.
+        let s = result["scenarios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == scenario)
+            .unwrap();
+        let diagnosis = format!(
+            "{} {} {} {}",
+            s["outcome"]["message"],
+            s["outcome"]["evidence"],
+            s["outcome"]["remediation"],
+            s["outcome"]["findings"]
+        );
+        for w in diagnosis_words(fault) {
+            assert!(
+                diagnosis.contains(w),
+                "{fault}: the diagnosis does not mention {w:?}:\n{diagnosis}"
+            );
+        }
+    }
+}
