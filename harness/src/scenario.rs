@@ -138,7 +138,8 @@ impl Lab {
         }
     }
 
-    /// The Proxmox driver; scenarios that declare `Need::Proxmox` may unwrap it via this.
+    /// The Proxmox driver, or the outcome a scenario returns without it (`?` in scenarios).
+    #[allow(clippy::result_large_err)] // the Err is the scenario's final answer, returned once
     pub fn proxmox(&self) -> Result<&crate::proxmox::ProxmoxClient, Outcome> {
         self.proxmox
             .as_ref()
