@@ -108,3 +108,9 @@ pub fn pinned_config(pin: [u8; 32]) -> Result<rustls::ClientConfig, rustls::Erro
         .with_custom_certificate_verifier(Arc::new(PinnedCert::new(pin)))
         .with_no_client_auth())
 }
+
+/// Install aws-lc-rs as the process-wide rustls provider (kube-rs needs one when several are
+/// linked). Idempotent; call at the start of `main` and of every test that builds a kube client.
+pub fn install_default_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
