@@ -5,10 +5,12 @@
 pub mod dns;
 pub mod events;
 pub mod model;
+pub mod omni;
 pub mod proxmox;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod secret;
 pub mod source;
 pub mod spec;
 pub mod yaml;

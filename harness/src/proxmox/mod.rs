@@ -20,7 +20,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
-use crate::model::lab::{Proxmox as ProxmoxLab, SecretSource, Tls};
+use crate::model::lab::{Proxmox as ProxmoxLab, Tls};
 use types::*;
 
 /// Characters escaped in path segments (UPIDs contain `:`, `@`, `!`; HA ids `vm:100`).
@@ -32,8 +32,8 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxmoxError {
-    #[error("cannot read the Proxmox API token secret from {source_desc}: {reason}")]
-    Secret { source_desc: String, reason: String },
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
     #[error("invalid Proxmox TLS settings: {0}")]
     TlsSetup(String),
     #[error(
@@ -109,36 +109,10 @@ impl std::fmt::Debug for ProxmoxClient {
     }
 }
 
-/// Read a secret from where the lab says it is. Trailing newlines in files are dropped.
-pub fn read_secret(source: &SecretSource) -> Result<SecretString, ProxmoxError> {
-    let (value, desc) = match source {
-        SecretSource::Env(var) => (
-            std::env::var(var).map_err(|_| format!("the environment variable {var} is not set")),
-            source.to_string(),
-        ),
-        SecretSource::File(p) => (
-            std::fs::read_to_string(p).map_err(|e| e.to_string()),
-            source.to_string(),
-        ),
-    };
-    let value = value.map_err(|reason| ProxmoxError::Secret {
-        source_desc: desc.clone(),
-        reason,
-    })?;
-    let value = value.trim_end_matches(['\n', '\r']).to_string();
-    if value.is_empty() {
-        return Err(ProxmoxError::Secret {
-            source_desc: desc,
-            reason: "it is empty".into(),
-        });
-    }
-    Ok(SecretString::from(value))
-}
-
 impl ProxmoxClient {
     /// Build a client from the lab's `[proxmox]` table. No request is made yet.
     pub fn new(lab: &ProxmoxLab, timeout: Duration) -> Result<Self, ProxmoxError> {
-        let secret = read_secret(&lab.token_secret)?;
+        let secret = crate::secret::read("the Proxmox API token secret", &lab.token_secret)?;
         let mut notices = Vec::new();
         let builder = reqwest::Client::builder()
             .timeout(timeout)
