@@ -25,7 +25,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-pub use state::{Inventory, VmPower};
+pub use state::{CreatedVm, Inventory, VmPower, VmRequest};
 
 use crate::TwinError;
 use crate::faults::Fault;
@@ -151,6 +151,26 @@ impl ProxmoxTwin {
         let mut s = lock(&self.state);
         s.tick();
         s.vm_power(vmid)
+    }
+
+    /// The infra provider's VM creation (node and storage choice as the Omni provider does).
+    pub fn create_vm(&self, req: &VmRequest) -> Result<CreatedVm, String> {
+        lock(&self.state).create_vm(req)
+    }
+
+    /// Delete a VM (deprovision). False when there was none.
+    pub fn delete_vm(&self, vmid: u32) -> bool {
+        lock(&self.state).delete_vm(vmid)
+    }
+
+    /// VM id and host of the VM named `name`.
+    pub fn vm_by_name(&self, name: &str) -> Option<(u32, String)> {
+        lock(&self.state).vm_by_name(name)
+    }
+
+    /// The DNS servers a host's VMs inherit.
+    pub fn host_dns(&self, node: &str) -> Vec<String> {
+        lock(&self.state).host_dns(node)
     }
 
     pub async fn shutdown(self) {

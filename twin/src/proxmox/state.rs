@@ -673,3 +673,197 @@ impl State {
         upid
     }
 }
+
+/// What the infra provider asks for when it creates a VM (omni.md §9.5 `syncVM`).
+#[derive(Debug)]
+pub struct VmRequest {
+    /// The MachineRequest id: VM name, Talos hostname, Kubernetes node name.
+    pub name: String,
+    /// SMBIOS uuid = Omni machine id.
+    pub uuid: String,
+    pub cores: u64,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+    /// Compiled by the caller; evaluated here against each storage, in API order.
+    pub selector: harness::model::selector::StorageSelector,
+    pub pin: Option<String>,
+    /// `machine-request.<set id>`.
+    pub tag: String,
+}
+
+/// A VM the provider created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedVm {
+    pub node: String,
+    pub vmid: u32,
+    pub storage: String,
+}
+
+impl State {
+    /// `pickNode` (omni.md §9.4): the pin if online, else the online host with the highest
+    /// free-memory fraction. Errors carry the provider's own texts.
+    fn pick_node(&self, pin: Option<&str>) -> Result<String, String> {
+        if self.hosts.is_empty() {
+            return Err("no nodes available".into());
+        }
+        if let Some(p) = pin {
+            return match self.hosts.get(p) {
+                None => Err(format!("specified node \"{p}\" not found in cluster")),
+                Some(h) if !h.online => Err(format!(
+                    "specified node \"{p}\" is not online (status: offline)"
+                )),
+                Some(_) => Ok(p.to_string()),
+            };
+        }
+        // A down node answers 595 through the cluster: the provider's node lookup fails.
+        if let Some((name, _)) = self.hosts.iter().find(|(_, h)| !h.online) {
+            return Err(format!(
+                "failed to get node \"{name}\", unexpected end of JSON input"
+            ));
+        }
+        self.hosts
+            .iter()
+            .map(|(name, h)| {
+                let total = h.item["maxmem"].as_u64().unwrap_or(0).max(1);
+                let free = total.saturating_sub(self.host_used(name)) as f64 / total as f64;
+                (name, free)
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(a.0)))
+            .map(|(n, _)| n.clone())
+            .ok_or_else(|| "no nodes available".into())
+    }
+
+    /// Create and start a VM for the provider: node choice, storage choice (first match in API
+    /// order, nothing filtered on active/enabled — like the provider), RAM and disk accounted.
+    pub fn create_vm(&mut self, req: &VmRequest) -> Result<CreatedVm, String> {
+        self.tick();
+        let node = self.pick_node(req.pin.as_deref())?;
+        let host = self.hosts.get(&node).ok_or("no nodes available")?;
+        let facts: Vec<_> = host
+            .files
+            .storage
+            .iter()
+            .map(|s| harness::model::selector::StorageFacts {
+                name: s["storage"].as_str().unwrap_or("").to_string(),
+                node: node.clone(),
+                storage_type: s["type"].as_str().unwrap_or("").to_string(),
+                available_space: s["avail"].as_u64().unwrap_or(0),
+            })
+            .collect();
+        let storage = req
+            .selector
+            .pick(&facts)
+            .map(|f| f.name.clone())
+            .ok_or_else(|| req.selector.no_match_message())?;
+        let disk = req.disk_gib << 30;
+        {
+            // Proxmox refuses a disk on a storage it cannot activate or that has no room.
+            let s = self
+                .hosts
+                .get(&node)
+                .and_then(|h| {
+                    h.files
+                        .storage
+                        .iter()
+                        .find(|s| s["storage"] == storage.as_str())
+                })
+                .ok_or("storage vanished")?;
+            if s["active"] != 1 {
+                return Err(format!("storage '{storage}' is not online"));
+            }
+            if s["avail"].as_u64().unwrap_or(0) < disk {
+                return Err(format!("no space left on storage '{storage}'"));
+            }
+        }
+        let vmid = (100..)
+            .find(|id| !self.vms.contains_key(id))
+            .unwrap_or(9999);
+        let item = json!({
+            "vmid": vmid, "name": req.name, "status": "running", "cpus": req.cores,
+            "maxmem": req.memory_mib << 20, "mem": req.memory_mib << 20, "maxdisk": disk, "disk": 0,
+            "cpu": 0.01, "uptime": 1, "netin": 0, "netout": 0, "serial": 0,
+        });
+        let config = json!({
+            "name": req.name, "memory": (req.memory_mib).to_string(), "cores": req.cores, "sockets": 1,
+            "cpu": "x86-64-v2-AES", "scsihw": "virtio-scsi-single", "onboot": 1,
+            "scsi0": format!("{storage}:vm-{vmid}-disk-0,size={}G", req.disk_gib),
+            "net0": "virtio,bridge=vmbr0,firewall=1", "agent": "enabled=true",
+            "smbios1": format!("uuid={}", req.uuid), "tags": req.tag,
+        });
+        self.consume_storage(&node, &storage, disk as i128);
+        self.vms.insert(
+            vmid,
+            Vm {
+                node: node.clone(),
+                power: VmPower::Running,
+                item,
+                config,
+            },
+        );
+        Ok(CreatedVm {
+            node,
+            vmid,
+            storage,
+        })
+    }
+
+    /// Stop and delete a VM (deprovision); its disk space is returned.
+    pub fn delete_vm(&mut self, vmid: u32) -> bool {
+        let Some(vm) = self.vms.remove(&vmid) else {
+            return false;
+        };
+        if let Some(storage) = vm.config["scsi0"]
+            .as_str()
+            .and_then(|s| s.split(':').next())
+        {
+            let disk = vm.item["maxdisk"].as_u64().unwrap_or(0);
+            self.consume_storage(&vm.node, &storage.to_string(), -(disk as i128));
+        }
+        true
+    }
+
+    /// Adjust used/avail of a storage (on every host when it is shared).
+    fn consume_storage(&mut self, node: &str, storage: &str, bytes: i128) {
+        let shared = self
+            .storage
+            .iter()
+            .any(|s| s["storage"] == storage && s["shared"] == 1);
+        for (name, h) in self.hosts.iter_mut() {
+            if name != node && !shared {
+                continue;
+            }
+            for s in h
+                .files
+                .storage
+                .iter_mut()
+                .filter(|s| s["storage"] == storage)
+            {
+                let used = (s["used"].as_u64().unwrap_or(0) as i128 + bytes).max(0) as u64;
+                let total = s["total"].as_u64().unwrap_or(0);
+                s["used"] = json!(used);
+                s["avail"] = json!(total.saturating_sub(used));
+            }
+        }
+    }
+
+    /// The VM id and host of the VM with this name.
+    pub fn vm_by_name(&self, name: &str) -> Option<(u32, String)> {
+        self.vms
+            .iter()
+            .find(|(_, v)| v.name() == name)
+            .map(|(id, v)| (*id, v.node.clone()))
+    }
+
+    /// The resolvers a host's VMs inherit (`dns1..3` of the host).
+    pub fn host_dns(&self, node: &str) -> Vec<String> {
+        self.hosts
+            .get(node)
+            .map(|h| {
+                ["dns1", "dns2", "dns3"]
+                    .iter()
+                    .filter_map(|k| h.files.dns[*k].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
