@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod events;
+pub mod kube;
 pub mod model;
 pub mod omni;
 pub mod proxmox;
