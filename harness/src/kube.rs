@@ -195,3 +195,55 @@ pub fn describe_nodes(nodes: &[Node]) -> String {
     v.sort();
     v.join(", ")
 }
+
+impl KubeClient {
+    /// Server-side apply of one object (any kind the API server serves), as `kubectl apply
+    /// --server-side` does. Returns `Kind/namespace/name`.
+    pub async fn apply(&self, obj: &serde_json::Value, manager: &str) -> Result<String, KubeError> {
+        use kube::api::{DynamicObject, Patch, PatchParams};
+        use kube::core::GroupVersionKind;
+        let api_version = obj["apiVersion"]
+            .as_str()
+            .ok_or_else(|| KubeError::Api("object without apiVersion".into()))?;
+        let kind = obj["kind"]
+            .as_str()
+            .ok_or_else(|| KubeError::Api("object without kind".into()))?;
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .ok_or_else(|| KubeError::Api(format!("{kind} without metadata.name")))?;
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (ar, caps) = kube::discovery::pinned_kind(&self.client, &gvk).await?;
+        let ns = obj["metadata"]["namespace"].as_str();
+        let api: Api<DynamicObject> = match (caps.scope, ns) {
+            (kube::discovery::Scope::Namespaced, Some(ns)) => {
+                Api::namespaced_with(self.client.clone(), ns, &ar)
+            }
+            (kube::discovery::Scope::Namespaced, None) => {
+                Api::default_namespaced_with(self.client.clone(), &ar)
+            }
+            (kube::discovery::Scope::Cluster, _) => Api::all_with(self.client.clone(), &ar),
+        };
+        api.patch(
+            name,
+            &PatchParams::apply(manager).force(),
+            &Patch::Apply(obj),
+        )
+        .await?;
+        Ok(format!(
+            "{kind}/{}{name}",
+            ns.map(|n| format!("{n}/")).unwrap_or_default()
+        ))
+    }
+
+    /// Apply every document of a YAML manifest stream (e.g. the Gateway API CRDs).
+    pub async fn apply_yaml(&self, text: &str, manager: &str) -> Result<Vec<String>, KubeError> {
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_str_multiple(text)
+            .map_err(|e| KubeError::Api(format!("manifest is not YAML: {e}")))?;
+        let mut applied = Vec::new();
+        for d in docs.iter().filter(|d| d.is_object()) {
+            applied.push(self.apply(d, manager).await?);
+        }
+        Ok(applied)
+    }
+}

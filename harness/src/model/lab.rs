@@ -119,6 +119,8 @@ pub struct Cluster {
 
 #[derive(Debug, Clone)]
 pub struct Cilium {
+    /// The `cilium` CLI to run for `cilium install`.
+    pub cli: PathBuf,
     /// Gateway API CRDs: URL or file.
     pub gateway_api_crds: String,
     /// Helm values passed as `--set key=value`, defaults merged with the file's.
@@ -279,6 +281,7 @@ struct RawCluster {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawCilium {
+    cli: Option<String>,
     gateway_api_crds: Option<String>,
     #[serde(default)]
     values: BTreeMap<String, Spanned<toml::Value>>,
@@ -533,10 +536,29 @@ impl LabFile {
             values.insert(k.clone(), text);
         }
         let cilium = Cilium {
+            cli: raw
+                .cilium
+                .cli
+                .as_deref()
+                .map(|s| {
+                    if s.contains('/') {
+                        resolve(s)
+                    } else {
+                        PathBuf::from(s)
+                    }
+                })
+                .unwrap_or_else(|| PathBuf::from("cilium")),
             gateway_api_crds: raw
                 .cilium
                 .gateway_api_crds
                 .clone()
+                .map(|g| {
+                    if g.contains("://") || Path::new(&g).is_absolute() {
+                        g
+                    } else {
+                        resolve(&g).display().to_string()
+                    }
+                })
                 .unwrap_or_else(|| DEFAULT_GATEWAY_API_CRDS.into()),
             values,
         };
