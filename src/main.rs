@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use harness::events::{EventBus, EventKind, FnSubscriber, JsonlWriter};
 use harness::runner::{self, Recorder, RunOptions, exit};
-use harness::scenario::{Lab, Need, Phase, Scenario, Verdict};
+use harness::scenario::{ConnectOptions, Lab, Need, Phase, Scenario, Verdict};
 use harness::source::{Severity, sort_findings};
 use harness::spec::{LabSpec, Overrides};
 use twin::faults::Fault;
@@ -300,13 +300,6 @@ async fn run_lab(
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
-    let lab = match Lab::connect(spec) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {}: {e}", lab_file.display());
-            return Ok(exit::BAD_INPUT);
-        }
-    };
     let id = run_id();
     let (out, is_default) = match &a.out {
         Some(d) => (d.clone(), false),
@@ -317,6 +310,22 @@ async fn run_lab(
     if is_default {
         point_latest(&out, &id);
     }
+    let needs: Vec<Need> = selected
+        .iter()
+        .flat_map(|s| s.needs().iter().copied())
+        .collect();
+    let connect = ConnectOptions {
+        needs,
+        workdir: std::fs::canonicalize(&out).unwrap_or(out.clone()),
+        allow_changes: a.yes || twin.is_some(),
+    };
+    let lab = match Lab::connect(spec, connect) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {}: {e}", lab_file.display());
+            return Ok(exit::BAD_INPUT);
+        }
+    };
     let events = std::fs::File::create(out.join("events.jsonl"))
         .with_context(|| format!("cannot create {}/events.jsonl", out.display()))?;
     let bus = EventBus::new();

@@ -80,8 +80,14 @@ pub struct Lab {
     pub dns_lan: Option<crate::dns::DnsClient>,
     /// Resolver answering the public view (`dns.public_view`), when the lab names one.
     pub dns_public: Option<crate::dns::DnsClient>,
+    pub omni: Option<crate::omni::OmniClient>,
     /// Facts about how this run connects that every report must show (e.g. TLS disabled).
     pub notices: Vec<String>,
+    /// Where provisioning writes its files (the kubeconfig): the run's report directory.
+    pub workdir: std::path::PathBuf,
+    /// Whether this run may change the lab (provisioning, chaos): `--yes`, or the built-in twin.
+    pub allow_changes: bool,
+    kube: tokio::sync::OnceCell<crate::kube::KubeClient>,
 }
 
 /// A lab that cannot be connected because its configuration is unusable (exit 2).
@@ -89,11 +95,23 @@ pub struct Lab {
 pub enum ConnectError {
     #[error(transparent)]
     Proxmox(#[from] crate::proxmox::ProxmoxError),
+    #[error(transparent)]
+    Omni(#[from] crate::omni::OmniError),
 }
 
 /// Timeouts for each request to the lab's APIs.
 pub const PROXMOX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 pub const DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+pub const OMNI_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How a run connects.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// The needs of the scenarios that will run: only these drivers are built.
+    pub needs: Vec<Need>,
+    pub workdir: std::path::PathBuf,
+    pub allow_changes: bool,
+}
 
 impl Lab {
     pub fn offline(spec: LabSpec) -> Self {
@@ -102,31 +120,44 @@ impl Lab {
             proxmox: None,
             dns_lan: None,
             dns_public: None,
+            omni: None,
             notices: Vec::new(),
+            workdir: std::env::temp_dir(),
+            allow_changes: false,
+            kube: tokio::sync::OnceCell::new(),
         }
     }
 
-    /// Build the drivers from the lab file. Nothing is sent until a scenario asks; this
+    /// Build the drivers the scenarios need. Nothing is sent until a scenario asks; this
     /// fails only when the configuration itself is unusable (missing secret, bad CA file).
-    pub fn connect(spec: LabSpec) -> Result<Self, ConnectError> {
-        let proxmox = crate::proxmox::ProxmoxClient::new(&spec.lab.proxmox, PROXMOX_TIMEOUT)?;
-        let notices = proxmox.notices.clone();
-        let dns_lan = Some(crate::dns::DnsClient::new(
-            spec.lab.dns.lan_view,
-            DNS_TIMEOUT,
-        ));
-        let dns_public = spec
-            .lab
-            .dns
-            .public_view
-            .map(|a| crate::dns::DnsClient::new(a, DNS_TIMEOUT));
-        Ok(Lab {
-            spec,
-            proxmox: Some(proxmox),
-            dns_lan,
-            dns_public,
-            notices,
-        })
+    pub fn connect(spec: LabSpec, opts: ConnectOptions) -> Result<Self, ConnectError> {
+        let mut lab = Lab::offline(spec);
+        lab.workdir = opts.workdir;
+        lab.allow_changes = opts.allow_changes;
+        if opts.needs.contains(&Need::Proxmox) {
+            let px = crate::proxmox::ProxmoxClient::new(&lab.spec.lab.proxmox, PROXMOX_TIMEOUT)?;
+            lab.notices.extend(px.notices.iter().cloned());
+            lab.proxmox = Some(px);
+        }
+        if opts.needs.contains(&Need::Dns) {
+            lab.dns_lan = Some(crate::dns::DnsClient::new(
+                lab.spec.lab.dns.lan_view,
+                DNS_TIMEOUT,
+            ));
+            lab.dns_public = lab
+                .spec
+                .lab
+                .dns
+                .public_view
+                .map(|a| crate::dns::DnsClient::new(a, DNS_TIMEOUT));
+        }
+        if opts.needs.contains(&Need::Omni) {
+            lab.omni = Some(crate::omni::OmniClient::new(
+                &lab.spec.lab.omni,
+                OMNI_TIMEOUT,
+            )?);
+        }
+        Ok(lab)
     }
 
     pub fn has(&self, need: Need) -> bool {
@@ -134,7 +165,9 @@ impl Lab {
             Need::Spec => true,
             Need::Proxmox => self.proxmox.is_some(),
             Need::Dns => self.dns_lan.is_some(),
-            Need::Omni | Need::Kube => false,
+            Need::Omni => self.omni.is_some(),
+            // Obtained during provisioning (or from an earlier run's kubeconfig): see `kube()`.
+            Need::Kube => self.omni.is_some() || self.kubeconfig_path().is_file(),
         }
     }
 
@@ -144,6 +177,29 @@ impl Lab {
         self.proxmox
             .as_ref()
             .ok_or_else(|| Outcome::skip("no Proxmox connection in this run"))
+    }
+
+    /// The Omni driver, or the outcome a scenario returns without it.
+    #[allow(clippy::result_large_err)]
+    pub fn omni(&self) -> Result<&crate::omni::OmniClient, Outcome> {
+        self.omni
+            .as_ref()
+            .ok_or_else(|| Outcome::skip("no Omni connection in this run"))
+    }
+
+    /// Where the cluster's kubeconfig is written (`provision::kubeconfig`) and read.
+    pub fn kubeconfig_path(&self) -> std::path::PathBuf {
+        self.workdir.join("kubeconfig")
+    }
+
+    /// The Kubernetes client, built from [`Lab::kubeconfig_path`] on first use.
+    pub async fn kube(&self) -> Result<&crate::kube::KubeClient, crate::kube::KubeError> {
+        let path = self.kubeconfig_path();
+        self.kube
+            .get_or_try_init(
+                || async move { crate::kube::KubeClient::from_kubeconfig(&path).await },
+            )
+            .await
     }
 }
 
