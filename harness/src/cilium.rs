@@ -31,6 +31,8 @@ pub enum CiliumError {
     Install { code: i32, stderr: String },
     #[error("`cilium install` did not finish within {secs}s")]
     Timeout { secs: u64 },
+    #[error("cannot read the manifest {location}: {reason}")]
+    Manifest { location: String, reason: String },
     #[error(transparent)]
     Kube(#[from] KubeError),
 }
@@ -68,6 +70,23 @@ pub async fn install(
             code: out.status.code().unwrap_or(-1),
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         })
+    }
+}
+
+/// The text of a manifest given as a URL (`http(s)://`) or a file path, as `kubectl apply -f`.
+pub async fn read_manifest(source: &str) -> Result<String, CiliumError> {
+    let fail = |reason: String| CiliumError::Manifest {
+        location: source.to_string(),
+        reason,
+    };
+    if source.starts_with("http://") || source.starts_with("https://") {
+        let resp = reqwest::get(source)
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| fail(e.to_string()))?;
+        resp.text().await.map_err(|e| fail(e.to_string()))
+    } else {
+        std::fs::read_to_string(source).map_err(|e| fail(e.to_string()))
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use harness::scenario::Scenario;
 
 pub mod preflight;
+pub mod provision;
 
 /// The catalog, in phase order. `clusterproof list` prints it.
 pub fn catalog() -> Vec<Arc<dyn Scenario>> {
