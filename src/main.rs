@@ -57,6 +57,12 @@ enum TwinCommand {
     },
     /// List the twin's faults and the scenario that must catch each.
     Faults,
+    /// The twin's `cilium` CLI (the twin's lab file runs it through a wrapper script).
+    #[command(hide = true)]
+    Cilium {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn parse_fault(s: &str) -> Result<Fault, String> {
@@ -119,6 +125,9 @@ fn main() -> ExitCode {
         Command::Run(a) => run(a, &Phase::ALL, "run"),
         Command::Twin(TwinCommand::Serve { faults }) => twin_serve(faults),
         Command::Twin(TwinCommand::Faults) => twin_faults(),
+        Command::Twin(TwinCommand::Cilium { args }) => {
+            runtime().block_on(twin::cilium::main_with(args))
+        }
     };
     ExitCode::from(u8::try_from(code).unwrap_or(3))
 }
@@ -268,12 +277,9 @@ fn run_inner(a: RunArgs, phases: &[Phase], command: &str) -> anyhow::Result<i32>
         let twin = match &a.lab {
             Some(_) => None,
             None => Some(
-                twin::Twin::start(twin::TwinOptions {
-                    faults: a.faults.clone(),
-                    ..Default::default()
-                })
-                .await
-                .context("starting the built-in twin")?,
+                twin::Twin::start(twin_options(a.faults.clone()))
+                    .await
+                    .context("starting the built-in twin")?,
             ),
         };
         let lab_file = match (&a.lab, &twin) {
@@ -378,12 +384,7 @@ async fn run_lab(
 
 fn twin_serve(faults: Vec<Fault>) -> i32 {
     runtime().block_on(async move {
-        let t = match twin::Twin::start(twin::TwinOptions {
-            faults,
-            ..Default::default()
-        })
-        .await
-        {
+        let t = match twin::Twin::start(twin_options(faults)).await {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -418,6 +419,15 @@ fn twin_serve(faults: Vec<Fault>) -> i32 {
         t.shutdown().await;
         exit::OK
     })
+}
+
+/// The twin, with this very binary serving as its `omnictl` and `cilium` CLIs.
+fn twin_options(faults: Vec<Fault>) -> twin::TwinOptions {
+    twin::TwinOptions {
+        faults,
+        exe: std::env::current_exe().ok(),
+        ..Default::default()
+    }
 }
 
 fn twin_faults() -> i32 {

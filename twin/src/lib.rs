@@ -9,6 +9,7 @@
 pub mod cilium;
 pub mod dns;
 pub mod faults;
+pub mod kube;
 pub mod proxmox;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -45,6 +46,9 @@ pub struct TwinOptions {
     pub faults: Vec<Fault>,
     /// Multiplies every emulated duration; 0.01 turns Proxmox's 3 s 401 delay into 30 ms.
     pub time_scale: f64,
+    /// The clusterproof binary: the twin's lab runs `<exe> twin cilium …` (and `… omnictl …`)
+    /// through wrapper scripts as its `cilium` (and `omnictl`) CLI. `None`: no CLIs.
+    pub exe: Option<PathBuf>,
 }
 
 impl Default for TwinOptions {
@@ -52,6 +56,7 @@ impl Default for TwinOptions {
         TwinOptions {
             faults: Vec::new(),
             time_scale: 0.01,
+            exe: None,
         }
     }
 }
@@ -107,8 +112,13 @@ impl Twin {
         let secret_file = dir.path().join("proxmox-token-secret");
         write_private(&secret_file, &secret)
             .map_err(|e| TwinError::Io("write the token secret".into(), e))?;
+        let cilium = match &opts.exe {
+            Some(exe) => wrapper(dir.path(), "cilium", exe, &["twin", "cilium"])
+                .map_err(|e| TwinError::Io("write the cilium wrapper".into(), e))?,
+            None => PathBuf::from("cilium"),
+        };
         let lab = dir.path().join("lab.toml");
-        let text = lab_file(&proxmox, &dns, &secret_file);
+        let text = lab_file(&proxmox, &dns, &secret_file, &cilium);
         std::fs::write(&lab, text)
             .map_err(|e| TwinError::Io("write the twin's lab file".into(), e))?;
         Ok(Twin {
@@ -135,7 +145,33 @@ impl Twin {
     }
 }
 
-fn lab_file(p: &proxmox::ProxmoxTwin, d: &dns::DnsViews, secret_file: &Path) -> String {
+/// A shell script `<dir>/<name>` that runs `exe prefix… "$@"`.
+fn wrapper(dir: &Path, name: &str, exe: &Path, prefix: &[&str]) -> std::io::Result<PathBuf> {
+    let path = dir.join(name);
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let args: Vec<String> = prefix.iter().map(|a| quote(a)).collect();
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nexec {} {} \"$@\"\n",
+            quote(&exe.display().to_string()),
+            args.join(" ")
+        ),
+    )?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(path)
+}
+
+fn lab_file(
+    p: &proxmox::ProxmoxTwin,
+    d: &dns::DnsViews,
+    secret_file: &Path,
+    cilium: &Path,
+) -> String {
     let q = |p: PathBuf| format!("{:?}", p.display().to_string());
     format!(
         r#"# Lab file of the built-in twin (written at start; every key: docs/lab-file.md).
@@ -170,6 +206,10 @@ storage_headroom_percent = 10
 template = {template}
 machine_classes = [{cp}, {w}]
 provision_timeout = "10m"
+
+[cilium]
+cli = {cilium}
+gateway_api_crds = {crds}
 "#,
         omni_lan = OMNI_LAN_IP,
         url = p.url(),
@@ -183,6 +223,11 @@ provision_timeout = "10m"
         template = q(seed_file("clusters/talos-prod-01.yaml")),
         cp = q(seed_file("machine-classes/matrix-control-plane.yaml")),
         w = q(seed_file("machine-classes/matrix-worker.yaml")),
+        cilium = q(cilium.to_path_buf()),
+        crds = q(Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/twin/gateway-api/standard-install.yaml")
+            .canonicalize()
+            .unwrap_or_default()),
     )
 }
 
