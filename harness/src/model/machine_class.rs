@@ -358,6 +358,21 @@ fn decode_auto(d: &mut Decoder, n: &Node) -> Option<AutoProvision> {
     Some(a)
 }
 
+/// Decode a `providerdata` string on its own (as the provider does with a MachineRequest's
+/// copy): the data, and every problem found. `origin` names it in findings.
+pub fn parse_provider_data(origin: &str, text: &str) -> (Option<ProviderData>, Vec<Finding>) {
+    let file = Arc::new(PathBuf::from(origin));
+    let node = Node {
+        value: Value::String(text.to_string()),
+        line: 1,
+        col: 1,
+    };
+    let mut findings = Vec::new();
+    let mut d = Decoder::new(&file, PROVIDERDATA_RULE, &mut findings);
+    let pd = decode_provider_data(&mut d, &node);
+    (pd, findings)
+}
+
 /// Decode the providerdata string: YAML, non-strict like the provider, but every unknown key
 /// is reported (the provider would drop it), and types/constraints follow the JSON schema.
 fn decode_provider_data(d: &mut Decoder, n: &Node) -> Option<ProviderData> {
