@@ -9,7 +9,7 @@
 pub mod cilium;
 pub mod dns;
 pub mod faults;
-pub mod kube;
+pub mod provider;
 pub mod proxmox;
 
 use std::net::{IpAddr, Ipv4Addr};
