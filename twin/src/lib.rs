@@ -9,6 +9,7 @@
 pub mod cilium;
 pub mod dns;
 pub mod faults;
+pub mod kube;
 pub mod provider;
 pub mod proxmox;
 

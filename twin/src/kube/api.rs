@@ -1,0 +1,569 @@
+//! The HTTP side of the twin's API server: bearer-token authentication, path routing
+//! (`/api/v1/...`, `/apis/{group}/{version}/...`, namespaced or not, `watch` prefixes,
+//! subresources), the verbs (reference §3, §4, §6), discovery, `/version` and the health
+//! endpoints, pod eviction and the service proxy.
+//!
+//! Query strings are parsed leniently (kube-rs sends `?` and `?&`); every error is a
+//! `Status` object.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State as AxState};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::Response;
+use base64::Engine;
+use serde_json::{Value, json};
+
+use super::controllers::workloads_selects;
+use super::select::{FieldSelector, Filter, LabelSelector};
+use super::status::ApiError;
+use super::store::{Deleted, PatchKind, PatchOpts, Preconditions, Store, Sub};
+use super::types::{Gvr, ResourceType, api_group, api_group_list, api_resource_list, api_versions};
+use super::watch::{self, WatchRequest};
+use super::{Shared, lock};
+
+/// The version the twin reports (`/version`, kubelets).
+pub const GIT_VERSION: &str = "v1.34.2";
+
+type Q = BTreeMap<String, String>;
+
+/// A resource path, split.
+#[derive(Debug)]
+struct ResPath {
+    gvr: Gvr,
+    namespace: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+    /// What follows a `proxy` subresource.
+    rest: String,
+    watch_prefix: bool,
+}
+
+fn json_response(code: u16, v: &Value) -> Response {
+    let mut resp = Response::new(Body::from(v.to_string()));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error_response(e: &ApiError) -> Response {
+    json_response(e.code, &e.to_status())
+}
+
+fn text_response(text: &'static str) -> Response {
+    let mut resp = Response::new(Body::from(text));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn version_doc() -> Value {
+    json!({
+        "major": "1", "minor": "34", "emulationMajor": "1", "emulationMinor": "34",
+        "minCompatibilityMajor": "1", "minCompatibilityMinor": "33",
+        "gitVersion": GIT_VERSION, "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean", "buildDate": "2025-11-11T00:00:00Z",
+        "goVersion": "go1.24.9", "compiler": "gc", "platform": "linux/amd64",
+    })
+}
+
+enum Auth {
+    Ok,
+    Missing,
+    Bad,
+}
+
+fn authenticate(sh: &Shared, headers: &HeaderMap) -> Auth {
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Auth::Missing;
+    };
+    match v.to_str().ok().and_then(|s| s.strip_prefix("Bearer ")) {
+        Some(t) if t.trim() == sh.token => Auth::Ok,
+        _ => Auth::Bad,
+    }
+}
+
+fn is_public(path: &str) -> bool {
+    let p = path.trim_end_matches('/');
+    p == "/version"
+        || ["/healthz", "/livez", "/readyz"]
+            .iter()
+            .any(|h| p == *h || p.starts_with(&format!("{h}/")))
+}
+
+/// The axum handler for every request.
+pub(crate) async fn handle(
+    AxState(sh): AxState<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    match authenticate(&sh, &headers) {
+        Auth::Ok => {}
+        Auth::Missing if is_public(&path) => {}
+        _ => return error_response(&ApiError::unauthorized()),
+    }
+    let q: Q = match Query::<Vec<(String, String)>>::try_from_uri(&uri) {
+        Ok(Query(pairs)) => pairs.into_iter().collect(),
+        Err(e) => return error_response(&ApiError::bad_request(format!("bad query string: {e}"))),
+    };
+    if is_public(&path) {
+        return if path.starts_with("/version") {
+            json_response(200, &version_doc())
+        } else {
+            text_response("ok")
+        };
+    }
+    let segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api"] => return json_response(200, &api_versions(&sh.server)),
+        ["apis"] => return json_response(200, &api_group_list(lock(&sh.world).store.types())),
+        ["apis", g] => {
+            return match api_group(lock(&sh.world).store.types(), g) {
+                Some(d) => json_response(200, &d),
+                None => error_response(&ApiError::no_route()),
+            };
+        }
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return error_response(&ApiError::no_route()),
+    };
+    if rest.is_empty() {
+        return match api_resource_list(lock(&sh.world).store.types(), group, version) {
+            Some(d) => json_response(200, &d),
+            None => error_response(&ApiError::no_route()),
+        };
+    }
+    let Some(rp) = parse_resource_path(group, version, rest) else {
+        return error_response(&ApiError::no_route());
+    };
+    match resource(&sh, &method, rp, &q, &headers, &body) {
+        Ok(Reply::Json(code, v)) => json_response(code, &v),
+        Ok(Reply::Watch(req)) => {
+            let stream = watch::stream(Arc::clone(&sh), *req);
+            let mut resp = Response::new(Body::from_stream(stream));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+fn parse_resource_path(group: &str, version: &str, rest: &[&str]) -> Option<ResPath> {
+    let (watch_prefix, rest) = match rest {
+        ["watch", r @ ..] => (true, r),
+        r => (false, r),
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, r @ ..]
+            if !(r.is_empty() || r.len() == 1 && matches!(r[0], "status" | "finalize")) =>
+        {
+            (Some(ns.to_string()), r)
+        }
+        r => (None, r),
+    };
+    let (plural, name, sub, extra) = match rest {
+        [p] => (*p, None, None, &[][..]),
+        [p, n] => (*p, Some(*n), None, &[][..]),
+        [p, n, s, extra @ ..] => (*p, Some(*n), Some(*s), extra),
+        _ => return None,
+    };
+    if !extra.is_empty() && sub != Some("proxy") {
+        return None;
+    }
+    Some(ResPath {
+        gvr: Gvr::new(group, version, plural),
+        namespace,
+        name: name.map(str::to_string),
+        sub: sub.map(str::to_string),
+        rest: extra.join("/"),
+        watch_prefix,
+    })
+}
+
+enum Reply {
+    Json(u16, Value),
+    Watch(Box<WatchRequest>),
+}
+
+fn flag(q: &Q, key: &str) -> bool {
+    matches!(q.get(key).map(String::as_str), Some("true" | "1"))
+}
+
+fn dry_run(q: &Q) -> bool {
+    q.get("dryRun").is_some_and(|v| v == "All")
+}
+
+fn filter(q: &Q, name: Option<&str>) -> Result<Filter, ApiError> {
+    let mut fields = q.get("fieldSelector").cloned().unwrap_or_default();
+    if let Some(n) = name {
+        fields = format!("{fields},metadata.name={n}");
+    }
+    Ok(Filter {
+        labels: LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))?,
+        fields: FieldSelector::parse(&fields)?,
+    })
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the request body could not be decoded (the twin accepts JSON only): {e}"
+        ))
+    })
+}
+
+fn resource(
+    sh: &Arc<Shared>,
+    method: &Method,
+    rp: ResPath,
+    q: &Q,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Reply, ApiError> {
+    let mut world = lock(&sh.world);
+    let store = &mut world.store;
+    let rt = store.resource_type(&rp.gvr)?;
+    if rt.namespaced != rp.namespace.is_some() && (rp.name.is_some() || !rt.namespaced) {
+        return Err(ApiError::no_route());
+    }
+    let ns = rp.namespace.clone().unwrap_or_default();
+    let sub = match rp.sub.as_deref() {
+        None => Sub::Main,
+        Some("status") if rt.status => Sub::Status,
+        Some("proxy") if is_core(&rt, "services") => {
+            let name = rp.name.as_deref().unwrap_or_default();
+            return service_proxy(store, &ns, name, &rp.rest).map(|v| Reply::Json(200, v));
+        }
+        Some("eviction") if is_core(&rt, "pods") && *method == Method::POST => {
+            let name = rp.name.as_deref().unwrap_or_default();
+            store.delete(&rt.gvr, &ns, name, &Preconditions::default(), dry_run(q))?;
+            return Ok(Reply::Json(
+                201,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ));
+        }
+        Some(_) => return Err(ApiError::no_route()),
+    };
+    let watching = rp.watch_prefix || flag(q, "watch");
+    let name = rp.name.as_deref();
+    let ns_opt = rp.namespace.as_deref();
+    match (method.clone(), name) {
+        (Method::GET, _) if watching => {
+            watch_request(rt, ns_opt, name, q).map(|w| Reply::Watch(Box::new(w)))
+        }
+        (Method::GET, None) => list(store, &rt, ns_opt, q).map(|v| Reply::Json(200, v)),
+        (Method::GET, Some(n)) => store
+            .get(&rt.gvr, &ns, n)
+            .map(|o| Reply::Json(200, (*o).clone()))
+            .ok_or_else(|| ApiError::not_found(&rt.gvr, n)),
+        (Method::POST, None) if sub == Sub::Main && (ns_opt.is_some() || !rt.namespaced) => {
+            let obj = store.create(&rt.gvr, &ns, parse_body(body)?, dry_run(q))?;
+            Ok(Reply::Json(201, (*obj).clone()))
+        }
+        (Method::PUT, Some(n)) => {
+            let obj = store.update(&rt.gvr, &ns, n, parse_body(body)?, sub, dry_run(q))?;
+            Ok(Reply::Json(200, (*obj).clone()))
+        }
+        (Method::PATCH, Some(n)) => patch(store, &rt, &ns, n, sub, q, headers, body),
+        (Method::DELETE, Some(n)) if sub == Sub::Main => {
+            let pre = delete_options(body, q)?;
+            match store.delete(&rt.gvr, &ns, n, &pre.0, pre.1)? {
+                Deleted::Gone(status, _) => Ok(Reply::Json(200, status)),
+                Deleted::Pending(obj) => Ok(Reply::Json(200, (*obj).clone())),
+            }
+        }
+        (Method::DELETE, None) => delete_collection(store, &rt, ns_opt, q),
+        (m, _) => Err(ApiError::method_not_allowed(m.as_str())),
+    }
+}
+
+fn is_core(rt: &ResourceType, plural: &str) -> bool {
+    rt.gvr.group.is_empty() && rt.gvr.plural == plural
+}
+
+#[allow(clippy::too_many_arguments)]
+fn patch(
+    store: &mut Store,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+    sub: Sub,
+    q: &Q,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Reply, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let kind =
+        PatchKind::from_content_type(&ct).ok_or_else(|| ApiError::unsupported_media_type(&ct))?;
+    let patch = parse_body(body)?;
+    let opts = PatchOpts {
+        dry_run: dry_run(q),
+        field_manager: q.get("fieldManager").cloned(),
+    };
+    let (obj, created) = store.patch(&rt.gvr, ns, name, kind, &patch, sub, &opts)?;
+    Ok(Reply::Json(if created { 201 } else { 200 }, (*obj).clone()))
+}
+
+/// DeleteOptions from the body (kube sends `{}` or options) and the query.
+fn delete_options(body: &Bytes, q: &Q) -> Result<(Preconditions, bool), ApiError> {
+    let opts = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        parse_body(body)?
+    };
+    let pre = Preconditions {
+        uid: opts["preconditions"]["uid"].as_str().map(str::to_string),
+        resource_version: opts["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string),
+    };
+    let dry = dry_run(q)
+        || opts["dryRun"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
+    Ok((pre, dry))
+}
+
+fn delete_collection(
+    store: &mut Store,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    q: &Q,
+) -> Result<Reply, ApiError> {
+    let f = filter(q, None)?;
+    let victims = store.list(&rt.gvr, ns, &f);
+    let mut items = Vec::new();
+    for v in victims {
+        let vns = v["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let vname = v["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match store.delete(&rt.gvr, &vns, &vname, &Preconditions::default(), dry_run(q)) {
+            Ok(Deleted::Gone(_, last)) | Ok(Deleted::Pending(last)) => items.push((*last).clone()),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Reply::Json(
+        200,
+        json!({"apiVersion": rt.api_version(), "kind": rt.list_kind(),
+            "metadata": {"resourceVersion": store.resource_version().to_string()}, "items": items}),
+    ))
+}
+
+/// Continue tokens: the list's resourceVersion and the last key returned.
+fn encode_continue(rv: u64, ns: &str, name: &str) -> String {
+    let raw = json!({"rv": rv, "ns": ns, "name": name}).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_continue(tok: &str) -> Result<(u64, String, String), ApiError> {
+    let bad = || ApiError::bad_request(format!("invalid continue token {tok:?}"));
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(tok)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    match (v["rv"].as_u64(), v["ns"].as_str(), v["name"].as_str()) {
+        (Some(rv), Some(ns), Some(n)) => Ok((rv, ns.into(), n.into())),
+        _ => Err(bad()),
+    }
+}
+
+fn list(store: &Store, rt: &ResourceType, ns: Option<&str>, q: &Q) -> Result<Value, ApiError> {
+    let f = filter(q, None)?;
+    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+        None => None,
+        Some(Ok(0)) => None,
+        Some(Ok(l)) => Some(l),
+        Some(Err(_)) => return Err(ApiError::bad_request("limit must be a number")),
+    };
+    let (list_rv, after) = match q.get("continue").filter(|c| !c.is_empty()) {
+        Some(tok) => {
+            let (rv, cns, cname) = decode_continue(tok)?;
+            if store.events_since(rv).is_err() {
+                return Err(ApiError::new(
+                    410,
+                    "Expired",
+                    "The provided continue parameter is too old to display a consistent list result. \
+                     You can start a new list without the continue parameter.",
+                ));
+            }
+            (rv, Some((cns, cname)))
+        }
+        None => (store.resource_version(), None),
+    };
+    let mut items: Vec<Arc<Value>> = store
+        .list(&rt.gvr, ns, &f)
+        .into_iter()
+        .filter(|o| {
+            after.as_ref().is_none_or(|(ans, aname)| {
+                let key = (
+                    o["metadata"]["namespace"].as_str().unwrap_or_default(),
+                    o["metadata"]["name"].as_str().unwrap_or_default(),
+                );
+                key > (ans.as_str(), aname.as_str())
+            })
+        })
+        .collect();
+    let mut meta = json!({"resourceVersion": list_rv.to_string()});
+    if let Some(l) = limit
+        && items.len() > l
+    {
+        let remaining = items.len() - l;
+        items.truncate(l);
+        if let Some(last) = items.last() {
+            meta["continue"] = json!(encode_continue(
+                list_rv,
+                last["metadata"]["namespace"].as_str().unwrap_or_default(),
+                last["metadata"]["name"].as_str().unwrap_or_default(),
+            ));
+            meta["remainingItemCount"] = json!(remaining);
+        }
+    }
+    let items: Vec<Value> = items.iter().map(|o| (**o).clone()).collect();
+    Ok(
+        json!({"apiVersion": rt.api_version(), "kind": rt.list_kind(), "metadata": meta, "items": items}),
+    )
+}
+
+fn watch_request(
+    rt: ResourceType,
+    ns: Option<&str>,
+    name: Option<&str>,
+    q: &Q,
+) -> Result<WatchRequest, ApiError> {
+    let since = match q.get("resourceVersion").map(String::as_str) {
+        None | Some("") | Some("0") => None,
+        Some(rv) => Some(
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+        ),
+    };
+    let timeout = match q.get("timeoutSeconds") {
+        None => None,
+        Some(t) => Some(Duration::from_secs(t.parse::<u64>().map_err(|_| {
+            ApiError::bad_request("timeoutSeconds must be a number")
+        })?)),
+    };
+    Ok(WatchRequest {
+        filter: filter(q, name)?,
+        rt,
+        namespace: ns.map(str::to_string),
+        since,
+        bookmarks: flag(q, "allowWatchBookmarks"),
+        initial_events: flag(q, "sendInitialEvents"),
+        timeout,
+    })
+}
+
+/// `/api/v1/namespaces/{ns}/services/{name}[:port]/proxy/{path}`: answered by the twin
+/// itself when the service selects a Running, Ready pod on a Ready node.
+fn service_proxy(store: &Store, ns: &str, name_port: &str, path: &str) -> Result<Value, ApiError> {
+    let parts: Vec<&str> = name_port.split(':').collect();
+    let name = match parts.as_slice() {
+        [scheme, n, _] if matches!(*scheme, "http" | "https") => *n,
+        [n, ..] => *n,
+        [] => "",
+    };
+    let svc_gvr = Gvr::new("", "v1", "services");
+    let svc = store
+        .get(&svc_gvr, ns, name)
+        .ok_or_else(|| ApiError::not_found(&svc_gvr, name))?;
+    let selector = &svc["spec"]["selector"];
+    let pod = super::controllers::active_pods(store, ns)
+        .into_iter()
+        .filter(|p| workloads_selects(selector, p))
+        .find(|p| super::controllers::pod_ready(p) && super::controllers::on_ready_node(store, p));
+    match pod {
+        Some(p) => Ok(json!({
+            "service": name,
+            "namespace": ns,
+            "path": format!("/{path}"),
+            "served_by": p["metadata"]["name"],
+        })),
+        None => Err(ApiError::service_unavailable(format!(
+            "no endpoints available for service \"{name}\""
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_like_the_api_server() {
+        let p =
+            parse_resource_path("", "v1", &["namespaces", "default", "configmaps", "a"]).unwrap();
+        assert_eq!(
+            (
+                p.namespace.as_deref(),
+                p.gvr.plural.as_str(),
+                p.name.as_deref()
+            ),
+            (Some("default"), "configmaps", Some("a"))
+        );
+        let p = parse_resource_path("", "v1", &["namespaces", "kube-system"]).unwrap();
+        assert_eq!(
+            (p.namespace, p.gvr.plural.as_str(), p.name.as_deref()),
+            (None, "namespaces", Some("kube-system"))
+        );
+        let p = parse_resource_path("", "v1", &["namespaces", "x", "status"]).unwrap();
+        assert_eq!(
+            (p.name.as_deref(), p.sub.as_deref()),
+            (Some("x"), Some("status"))
+        );
+        let p = parse_resource_path("", "v1", &["watch", "nodes"]).unwrap();
+        assert!(p.watch_prefix);
+        let p = parse_resource_path(
+            "",
+            "v1",
+            &["namespaces", "d", "services", "web:80", "proxy", "a", "b"],
+        )
+        .unwrap();
+        assert_eq!((p.sub.as_deref(), p.rest.as_str()), (Some("proxy"), "a/b"));
+        assert!(parse_resource_path("", "v1", &["nodes", "n", "status", "x"]).is_none());
+    }
+
+    #[test]
+    fn continue_tokens_round_trip() {
+        let t = encode_continue(7, "ns", "a");
+        assert_eq!(decode_continue(&t).unwrap(), (7, "ns".into(), "a".into()));
+        assert!(decode_continue("!!").is_err());
+    }
+}

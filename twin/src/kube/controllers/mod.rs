@@ -1,0 +1,294 @@
+//! The controllers that run inside the twin's API server, as one tokio task: a kubelet per
+//! joined node (Lease renewal, node and pod status), the node lifecycle controller (Ready
+//! `Unknown` and the unreachable taints after the grace period), taint-based eviction, the
+//! garbage collector (ownerReferences), the Deployment, ReplicaSet and DaemonSet
+//! controllers and a scheduler.
+//!
+//! Each pass reconciles everything from the store's current state, writing only what
+//! differs, so passes are deterministic and converge. The loop wakes on every store change
+//! and on every change to the emulated machines, and otherwise sleeps until the next
+//! time-driven event (a Lease renewal, a grace period or a toleration running out). All
+//! durations are Kubernetes' defaults multiplied by `time_scale`.
+
+mod nodes;
+mod pods;
+mod workloads;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::store::{Store, Sub};
+use super::types::Gvr;
+use super::{Shared, World};
+
+pub(crate) use nodes::{NodeSim, join_node};
+pub(crate) use pods::{active_pods, on_ready_node, pod_ready};
+pub(crate) use workloads::selects as workloads_selects;
+
+/// kubelet: `nodeLeaseDurationSeconds` is 40, renewal every 10 s (a quarter).
+pub(crate) const LEASE_RENEW_SECS: f64 = 10.0;
+/// kube-controller-manager `--node-monitor-grace-period`.
+pub(crate) const NODE_GRACE_SECS: f64 = 40.0;
+
+/// What the controllers remember between passes (the machines' side of the world).
+#[derive(Default)]
+pub(crate) struct Sim {
+    pub nodes: BTreeMap<String, NodeSim>,
+    pub next_node_index: u32,
+    /// NoExecute taints as first seen: (node, key) → when.
+    pub taints_seen: BTreeMap<(String, String), Instant>,
+    /// Nodes that existed as objects, to collect pods of deleted nodes.
+    pub known_nodes: BTreeSet<String>,
+    /// Pod IPs handed out per node.
+    pub pod_ip_next: BTreeMap<String, u32>,
+}
+
+/// Scaled durations.
+#[derive(Clone, Copy)]
+pub(crate) struct Clock {
+    pub now: Instant,
+    pub scale: f64,
+}
+
+impl Clock {
+    pub fn dur(&self, secs: f64) -> Duration {
+        Duration::from_secs_f64((secs * self.scale).max(0.0))
+    }
+}
+
+/// Earliest of the wake-up times the passes ask for.
+#[derive(Default)]
+pub(crate) struct Wake(Option<Instant>);
+
+impl Wake {
+    pub fn at(&mut self, t: Instant) {
+        self.0 = Some(self.0.map_or(t, |c| c.min(t)));
+    }
+}
+
+/// The controller task: reconcile, then wait for a change, a poke or the next deadline.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut changes = super::lock(&shared.world).store.subscribe();
+    let mut stop = shared.stop.clone();
+    loop {
+        changes.borrow_and_update();
+        let next = {
+            let mut w = super::lock(&shared.world);
+            reconcile(
+                &mut w,
+                Clock {
+                    now: Instant::now(),
+                    scale: shared.time_scale,
+                },
+            )
+        };
+        // Every timed event asks for its wake-up; the bound is only a safety net.
+        let cap = Instant::now() + Duration::from_secs(1);
+        let until = next.map_or(cap, |n| n.min(cap));
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { break },
+            _ = shared.poke.notified() => {}
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(until)) => {}
+            _ = stop.changed() => break,
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+}
+
+/// One pass of every controller.
+pub(crate) fn reconcile(w: &mut World, clock: Clock) -> Option<Instant> {
+    let mut wake = Wake::default();
+    let World { store, sim } = w;
+    nodes::kubelets_and_lifecycle(store, sim, clock, &mut wake);
+    pods::evict(store, sim, clock, &mut wake);
+    pods::collect_garbage(store, sim);
+    workloads::deployments(store);
+    workloads::replicasets(store);
+    workloads::daemonsets(store);
+    pods::schedule(store);
+    pods::kubelet_pods(store, sim, clock);
+    workloads::rollups(store);
+    wake.0
+}
+
+// ---- small helpers over JSON objects ----
+
+pub(crate) fn gvr_pods() -> Gvr {
+    Gvr::new("", "v1", "pods")
+}
+pub(crate) fn gvr_nodes() -> Gvr {
+    Gvr::new("", "v1", "nodes")
+}
+
+pub(crate) fn name_of(v: &Value) -> &str {
+    v["metadata"]["name"].as_str().unwrap_or_default()
+}
+pub(crate) fn ns_of(v: &Value) -> &str {
+    v["metadata"]["namespace"].as_str().unwrap_or_default()
+}
+pub(crate) fn uid_of(v: &Value) -> &str {
+    v["metadata"]["uid"].as_str().unwrap_or_default()
+}
+pub(crate) fn deleting(v: &Value) -> bool {
+    v["metadata"].get("deletionTimestamp").is_some()
+}
+
+/// Whether `v` names `owner_uid` as its controller.
+pub(crate) fn controlled_by(v: &Value, owner_uid: &str) -> bool {
+    v["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["uid"] == json!(owner_uid) && r["controller"].as_bool() == Some(true))
+}
+
+pub(crate) fn owner_ref(api_version: &str, kind: &str, owner: &Value) -> Value {
+    json!({"apiVersion": api_version, "kind": kind, "name": name_of(owner),
+        "uid": uid_of(owner), "controller": true, "blockOwnerDeletion": true})
+}
+
+/// The status of condition `ty`, if present.
+pub(crate) fn condition_status<'a>(obj: &'a Value, ty: &str) -> Option<&'a str> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == json!(ty))?["status"]
+        .as_str()
+}
+
+/// Set a condition in `conds`, keeping `lastTransitionTime` when the status is unchanged.
+pub(crate) fn set_condition(
+    conds: &mut Vec<Value>,
+    ty: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: &str,
+    extra_times: &[&str],
+) {
+    let old = conds.iter().position(|c| c["type"] == json!(ty));
+    let mut c = json!({"type": ty, "status": status});
+    if !reason.is_empty() {
+        c["reason"] = json!(reason);
+    }
+    if !message.is_empty() {
+        c["message"] = json!(message);
+    }
+    let keep = old.filter(|&i| conds[i]["status"] == json!(status));
+    for field in std::iter::once("lastTransitionTime").chain(extra_times.iter().copied()) {
+        c[field] = match keep {
+            Some(i) if conds[i].get(field).is_some() => conds[i][field].clone(),
+            _ => json!(now),
+        };
+    }
+    match old {
+        Some(i) => conds[i] = c,
+        None => conds.push(c),
+    }
+}
+
+/// Write `status` to an object's status subresource if it differs.
+pub(crate) fn write_status(store: &mut Store, gvr: &Gvr, obj: &Value, status: Value) {
+    if obj.get("status") == Some(&status) {
+        return;
+    }
+    let mut new = obj.clone();
+    new["status"] = status;
+    if let Err(e) = store.update(gvr, ns_of(obj), name_of(obj), new, Sub::Status, false) {
+        tracing::warn!(
+            "kube twin: cannot update {} {}/{} status: {e}",
+            gvr.plural,
+            ns_of(obj),
+            name_of(obj)
+        );
+    }
+}
+
+/// Write a changed object (main resource) back.
+pub(crate) fn write(store: &mut Store, gvr: &Gvr, new: Value) {
+    let (ns, name) = (ns_of(&new).to_string(), name_of(&new).to_string());
+    if let Err(e) = store.update(gvr, &ns, &name, new, Sub::Main, false) {
+        tracing::warn!("kube twin: cannot update {} {ns}/{name}: {e}", gvr.plural);
+    }
+}
+
+/// Delete an object, logging failures.
+pub(crate) fn remove(store: &mut Store, gvr: &Gvr, obj: &Value, why: &str) {
+    tracing::info!(
+        "kube twin: deleting {} {}/{} ({why})",
+        gvr.plural,
+        ns_of(obj),
+        name_of(obj)
+    );
+    if let Err(e) = store.delete(gvr, ns_of(obj), name_of(obj), &Default::default(), false) {
+        tracing::warn!("kube twin: cannot delete {}: {e}", name_of(obj));
+    }
+}
+
+/// Kubernetes toleration matching (`Toleration.ToleratesTaint`).
+pub(crate) fn tolerates(t: &Value, taint: &Value) -> bool {
+    let effect = t["effect"].as_str().unwrap_or_default();
+    if !effect.is_empty() && taint["effect"].as_str() != Some(effect) {
+        return false;
+    }
+    let key = t["key"].as_str().unwrap_or_default();
+    let op = t["operator"].as_str().unwrap_or("Equal");
+    if key.is_empty() {
+        return op == "Exists";
+    }
+    if taint["key"].as_str() != Some(key) {
+        return false;
+    }
+    match op {
+        "Exists" => true,
+        _ => t["value"].as_str().unwrap_or_default() == taint["value"].as_str().unwrap_or_default(),
+    }
+}
+
+/// Whether every taint of `node` with one of `effects` is tolerated.
+pub(crate) fn tolerates_taints(tolerations: &[Value], node: &Value, effects: &[&str]) -> bool {
+    node["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| effects.iter().any(|e| t["effect"] == json!(e)))
+        .all(|taint| tolerations.iter().any(|t| tolerates(t, taint)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toleration_semantics() {
+        let taint = json!({"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"});
+        assert!(tolerates(&json!({"operator": "Exists"}), &taint));
+        assert!(tolerates(
+            &json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists"}),
+            &taint
+        ));
+        assert!(!tolerates(
+            &json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoSchedule"}),
+            &taint
+        ));
+        assert!(!tolerates(
+            &json!({"key": "other", "operator": "Exists"}),
+            &taint
+        ));
+    }
+
+    #[test]
+    fn conditions_keep_transition_time() {
+        let mut c = vec![];
+        set_condition(&mut c, "Ready", "False", "R", "", "t1", &[]);
+        set_condition(&mut c, "Ready", "False", "R2", "", "t2", &[]);
+        assert_eq!(c[0]["lastTransitionTime"], json!("t1"));
+        set_condition(&mut c, "Ready", "True", "R", "", "t3", &[]);
+        assert_eq!(c[0]["lastTransitionTime"], json!("t3"));
+    }
+}

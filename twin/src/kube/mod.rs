@@ -1,0 +1,366 @@
+//! The twin's Kubernetes API server: HTTPS on loopback with a certificate generated at
+//! start, speaking the wire format kube-rs 5 expects (`shared/reference/kubernetes-fake-server.md`:
+//! lists with `<Kind>List` and a resourceVersion, newline-delimited JSON watches with
+//! bookmarks and in-stream 410s, full `Status` errors, server-side apply, bearer-token
+//! auth), so the harness's real client runs against it unchanged.
+//!
+//! Emulated: a generic object store for any group/version/kind ([`store`]), discovery
+//! ([`types`]), the verbs and the service proxy ([`api`]), watches ([`watch`]), and the
+//! controllers that make failures propagate the way they do in a cluster ([`controllers`]):
+//! kubelets renewing node Leases, the node lifecycle controller (Ready → `Unknown` and the
+//! unreachable taints after the 40 s grace period), taint-based eviction after
+//! `tolerationSeconds` (300 s by default), Deployments, ReplicaSets, DaemonSets, a
+//! scheduler and the garbage collector. Every emulated duration is multiplied by
+//! [`KubeSpec::time_scale`].
+//!
+//! Not emulated: RBAC and admission webhooks, field-manager conflict detection in apply,
+//! strategic merge of lists by key, rolling updates (old ReplicaSets drop to zero at once),
+//! graceful pod termination (deletes are immediate), Endpoints/EndpointSlices, protobuf,
+//! aggregated discovery, YAML request bodies.
+
+mod api;
+mod controllers;
+mod defaults;
+mod patch;
+mod select;
+mod status;
+mod store;
+mod types;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use base64::Engine;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+pub use api::GIT_VERSION;
+pub use status::ApiError;
+
+use crate::TwinError;
+
+/// What the Kubernetes twin needs to start.
+#[derive(Debug, Clone)]
+pub struct KubeSpec {
+    /// The bearer token the API server accepts.
+    pub token: String,
+    /// Multiplies every emulated duration (Lease renewal, grace period, tolerations).
+    pub time_scale: f64,
+}
+
+/// Everything behind the lock: the objects and the emulated machines.
+pub(crate) struct World {
+    pub store: store::Store,
+    pub sim: controllers::Sim,
+}
+
+pub(crate) struct Shared {
+    pub world: Mutex<World>,
+    pub token: String,
+    pub time_scale: f64,
+    /// `127.0.0.1:PORT`, for discovery documents.
+    pub server: String,
+    pub stop: tokio::sync::watch::Receiver<bool>,
+    /// Wakes the controllers after a change outside the store (a kubelet dies, …).
+    pub poke: tokio::sync::Notify,
+}
+
+pub(crate) fn lock(m: &Mutex<World>) -> MutexGuard<'_, World> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running Kubernetes API server emulator.
+pub struct KubeTwin {
+    addr: SocketAddr,
+    cert_pem: String,
+    shared: Arc<Shared>,
+    stop: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+    controllers: tokio::task::JoinHandle<()>,
+}
+
+fn seed() -> String {
+    format!(
+        "{:?}/{}/{:?}",
+        std::time::SystemTime::now(),
+        std::process::id(),
+        std::thread::current().id()
+    )
+}
+
+impl KubeTwin {
+    /// Generate a certificate, bind `127.0.0.1:0`, start serving and start the controllers.
+    pub async fn start(spec: KubeSpec) -> Result<KubeTwin, TwinError> {
+        if !(spec.time_scale.is_finite() && spec.time_scale > 0.0) {
+            return Err(TwinError::Inventory(format!(
+                "the Kubernetes twin's time_scale must be a positive number, not {}",
+                spec.time_scale
+            )));
+        }
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+            .map_err(|e| TwinError::Tls(e.to_string()))?;
+        let der = cert.cert.der().to_vec();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let tls = rustls::ServerConfig::builder_with_provider(harness::proxmox::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TwinError::Tls(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(vec![der.into()], key)
+            .map_err(|e| TwinError::Tls(e.to_string()))?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| TwinError::Io("bind the Kubernetes twin".into(), e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| TwinError::Io("read the Kubernetes twin address".into(), e))?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let shared = Arc::new(Shared {
+            world: Mutex::new(World {
+                store: store::Store::new(seed()),
+                sim: controllers::Sim::default(),
+            }),
+            token: spec.token,
+            time_scale: spec.time_scale,
+            server: addr.to_string(),
+            stop: stopped.clone(),
+            poke: tokio::sync::Notify::new(),
+        });
+        let app = axum::Router::new()
+            .fallback(api::handle)
+            .with_state(Arc::clone(&shared));
+        let acceptor = TlsAcceptor::from(Arc::new(tls));
+        let server = tokio::spawn(serve(listener, acceptor, app, stopped));
+        let controllers = tokio::spawn(controllers::run(Arc::clone(&shared)));
+        tracing::info!("kube twin: serving on https://{addr}");
+        Ok(KubeTwin {
+            addr,
+            cert_pem: cert.cert.pem(),
+            shared,
+            stop,
+            server,
+            controllers,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The self-signed certificate (SANs 127.0.0.1 and localhost), to trust as the CA.
+    pub fn ca_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// A static-bearer-token kubeconfig, shaped like the one
+    /// `omnictl kubeconfig --service-account` writes: one name (`<cluster>-<user>`) for the
+    /// cluster, context and user entries, context namespace `default`, and the twin's
+    /// certificate as `certificate-authority-data`.
+    pub fn kubeconfig_yaml(&self, cluster: &str, user: &str) -> String {
+        // A JSON string is a valid YAML double-quoted scalar.
+        let q = |s: &str| serde_json::Value::from(s).to_string();
+        let name = q(&format!("{cluster}-{user}"));
+        let ca = base64::engine::general_purpose::STANDARD.encode(self.cert_pem.as_bytes());
+        format!(
+            "apiVersion: v1\n\
+             clusters:\n\
+             - cluster:\n    certificate-authority-data: {ca}\n    server: {server}\n  name: {name}\n\
+             contexts:\n\
+             - context:\n    cluster: {name}\n    namespace: default\n    user: {name}\n  name: {name}\n\
+             current-context: {name}\n\
+             kind: Config\n\
+             users:\n\
+             - name: {name}\n  user:\n    token: {token}\n",
+            server = self.url(),
+            token = q(&self.shared.token),
+        )
+    }
+
+    /// Register a machine as a node: a Node object (NotReady until [`Self::set_cni_ready`])
+    /// whose kubelet is alive and renews its Lease. Joining again re-registers it.
+    pub fn join_node(
+        &self,
+        name: &str,
+        labels: BTreeMap<String, String>,
+        system_uuid: &str,
+        control_plane: bool,
+    ) -> Result<(), TwinError> {
+        let mut w = lock(&self.shared.world);
+        let World { store, sim } = &mut *w;
+        controllers::join_node(store, sim, name, &labels, system_uuid, control_plane)
+            .map_err(|e| TwinError::Inventory(format!("cannot register node {name}: {e}")))?;
+        drop(w);
+        self.shared.poke.notify_one();
+        Ok(())
+    }
+
+    fn with_node(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut controllers::NodeSim),
+    ) -> Result<(), TwinError> {
+        let mut w = lock(&self.shared.world);
+        let n = w.sim.nodes.get_mut(name).ok_or_else(|| {
+            TwinError::Inventory(format!(
+                "no node named {name} has joined the Kubernetes twin"
+            ))
+        })?;
+        f(n);
+        drop(w);
+        self.shared.poke.notify_one();
+        Ok(())
+    }
+
+    /// Start or stop the node's kubelet (a stopped VM stops heartbeating).
+    pub fn set_kubelet_alive(&self, name: &str, alive: bool) -> Result<(), TwinError> {
+        self.with_node(name, |n| {
+            if alive && !n.alive {
+                // A restarted kubelet renews its Lease at once.
+                n.last_renew = None;
+            }
+            n.alive = alive;
+        })
+    }
+
+    /// Whether the node's CNI is configured (the Cilium agent runs there).
+    pub fn set_cni_ready(&self, name: &str, ready: bool) -> Result<(), TwinError> {
+        self.with_node(name, |n| n.cni_ready = ready)
+    }
+
+    /// Forget a machine: delete its Node (its Lease and pods follow).
+    pub fn remove_node(&self, name: &str) -> Result<(), TwinError> {
+        let mut w = lock(&self.shared.world);
+        w.sim.nodes.remove(name);
+        let g = types::Gvr::new("", "v1", "nodes");
+        match w
+            .store
+            .delete(&g, "", name, &store::Preconditions::default(), false)
+        {
+            Ok(_) => {}
+            Err(e) if e.code == 404 => {}
+            Err(e) => {
+                return Err(TwinError::Inventory(format!(
+                    "cannot delete node {name}: {e}"
+                )));
+            }
+        }
+        drop(w);
+        self.shared.poke.notify_one();
+        Ok(())
+    }
+
+    /// One object by apiVersion, kind, namespace (empty for cluster-scoped) and name.
+    pub fn object(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Value> {
+        let w = lock(&self.shared.world);
+        let rt = w.store.type_of_kind(api_version, kind)?;
+        w.store.get(&rt.gvr, namespace, name).map(|o| (*o).clone())
+    }
+
+    /// Create an object, or replace it (and its status, if it has one) when it exists —
+    /// for the twin's other parts, which act as cluster components.
+    pub fn put_object(&self, obj: Value) -> Result<Value, ApiError> {
+        let av = obj["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut w = lock(&self.shared.world);
+        let rt = w
+            .store
+            .type_of_kind(&av, &kind)
+            .ok_or_else(ApiError::no_route)?;
+        let ns = if rt.namespaced { ns } else { String::new() };
+        let out = match w.store.get(&rt.gvr, &ns, &name) {
+            None => w.store.create(&rt.gvr, &ns, obj.clone(), false)?,
+            Some(_) => {
+                let mut body = obj.clone();
+                if let Value::Object(m) = &mut body["metadata"] {
+                    m.remove("resourceVersion");
+                }
+                w.store
+                    .update(&rt.gvr, &ns, &name, body, store::Sub::Main, false)?
+            }
+        };
+        let out = match obj.get("status") {
+            Some(status) if rt.status && out.get("status") != Some(status) => {
+                let mut body = (*out).clone();
+                body["status"] = status.clone();
+                w.store
+                    .update(&rt.gvr, &ns, &name, body, store::Sub::Status, false)?
+            }
+            _ => out,
+        };
+        Ok((*out).clone())
+    }
+
+    /// Drop the watch history (an etcd compaction): watches from an older
+    /// resourceVersion get 410 Expired.
+    pub fn compact(&self) {
+        lock(&self.shared.world).store.compact();
+    }
+
+    /// The current resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        lock(&self.shared.world).store.resource_version()
+    }
+
+    /// Stop serving (open watches end) and stop the controllers.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        let _ = self.controllers.await;
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: axum::Router,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => { tracing::warn!("kube twin accept: {e}"); continue }
+            },
+            _ = stopped.changed() => break,
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let mut stop = stopped.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let svc = TowerToHyperService::new(app);
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(tls), svc);
+            tokio::select! {
+                _ = conn => {}
+                _ = stop.changed() => {}
+            }
+        });
+    }
+}
