@@ -119,9 +119,9 @@ impl KubeClient {
     ) -> Result<Vec<Node>, KubeError> {
         let api = Api::<Node>::all(self.client.clone());
         let (reader, writer) = reflector::store();
-        let stream = reflector(writer, watcher(api, watcher::Config::default()))
-            .applied_objects()
-            .default_backoff();
+        // Every raw event, InitDone included: the reflector's store takes the initial list
+        // only at InitDone, which `applied_objects()` would hide.
+        let stream = reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
         let mut stream = std::pin::pin!(stream);
         let current = || {
             reader

@@ -75,7 +75,9 @@ const TOKEN_ID: &str = "clusterproof@pve!twin";
 pub struct Twin {
     pub proxmox: proxmox::ProxmoxTwin,
     pub dns: dns::DnsViews,
+    pub kube: std::sync::Arc<kube::KubeTwin>,
     pub faults: Vec<Fault>,
+    cni: tokio::task::JoinHandle<()>,
     dir: tempfile::TempDir,
     lab: PathBuf,
 }
@@ -106,6 +108,14 @@ impl Twin {
         })
         .await
         .map_err(|e| TwinError::Io("start the DNS views".into(), e))?;
+        let kube = std::sync::Arc::new(
+            kube::KubeTwin::start(kube::KubeSpec {
+                token: token_secret(),
+                time_scale: opts.time_scale,
+            })
+            .await?,
+        );
+        let cni = tokio::spawn(provider::cni_physics(std::sync::Arc::clone(&kube)));
         let dir = tempfile::Builder::new()
             .prefix("clusterproof-twin-")
             .tempdir()
@@ -125,7 +135,9 @@ impl Twin {
         Ok(Twin {
             proxmox,
             dns,
+            kube,
             faults: opts.faults,
+            cni,
             dir,
             lab,
         })
@@ -141,8 +153,12 @@ impl Twin {
     }
 
     pub async fn shutdown(self) {
+        self.cni.abort();
         self.proxmox.shutdown().await;
         self.dns.shutdown().await;
+        if let Ok(k) = std::sync::Arc::try_unwrap(self.kube) {
+            k.shutdown().await;
+        }
     }
 }
 

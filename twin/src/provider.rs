@@ -125,3 +125,59 @@ mod tests {
         assert!(e.starts_with("ERROR: <input>:1:1:"), "{e}");
     }
 }
+
+/// The CNI physics: a node's CNI becomes ready when a Cilium agent pod (`k8s-app=cilium`) runs
+/// on it, and stops being ready when none does — observed with a watch on the twin's own
+/// Kubernetes API, as a node would notice its CNI config appear.
+pub async fn cni_physics(kube: std::sync::Arc<crate::kube::KubeTwin>) {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+    harness::proxmox::tls::install_default_provider();
+    let client = match client_for(&kube).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("twin CNI physics cannot reach the twin's API: {e}");
+            return;
+        }
+    };
+    let pods: ::kube::Api<Pod> = ::kube::Api::namespaced(client, "kube-system");
+    let (reader, writer) = reflector::store();
+    let stream = reflector(
+        writer,
+        watcher(pods, watcher::Config::default().labels("k8s-app=cilium")),
+    )
+    .touched_objects()
+    .default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut ready: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    while let Some(ev) = stream.next().await {
+        if ev.is_err() {
+            continue;
+        }
+        let running: std::collections::BTreeSet<String> = reader
+            .state()
+            .iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
+            .collect();
+        for node in running.difference(&ready) {
+            let _ = kube.set_cni_ready(node, true);
+        }
+        for node in ready.difference(&running) {
+            let _ = kube.set_cni_ready(node, false);
+        }
+        ready = running;
+    }
+}
+
+/// A kube-rs client for the twin's own API server (as its components would have).
+pub async fn client_for(kube: &crate::kube::KubeTwin) -> Result<::kube::Client, String> {
+    let kc = ::kube::config::Kubeconfig::from_yaml(&kube.kubeconfig_yaml("twin", "system"))
+        .map_err(|e| e.to_string())?;
+    let mut cfg = ::kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    cfg.default_retry = false;
+    ::kube::Client::try_from(cfg).map_err(|e| e.to_string())
+}
