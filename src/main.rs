@@ -57,6 +57,12 @@ enum TwinCommand {
     },
     /// List the twin's faults and the scenario that must catch each.
     Faults,
+    /// The twin's `omnictl` (the twin's lab file runs it through a wrapper script).
+    #[command(hide = true)]
+    Omnictl {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// The twin's `cilium` CLI (the twin's lab file runs it through a wrapper script).
     #[command(hide = true)]
     Cilium {
@@ -125,6 +131,10 @@ fn main() -> ExitCode {
         Command::Run(a) => run(a, &Phase::ALL, "run"),
         Command::Twin(TwinCommand::Serve { faults }) => twin_serve(faults),
         Command::Twin(TwinCommand::Faults) => twin_faults(),
+        // Synchronous by design: the shim must not run inside an async runtime.
+        Command::Twin(TwinCommand::Omnictl { args }) => {
+            twin::omni::shim::main_with(args, twin::omni::shim::Env::from_process())
+        }
         Command::Twin(TwinCommand::Cilium { args }) => {
             runtime().block_on(twin::cilium::main_with(args))
         }

@@ -63,6 +63,14 @@ fn diagnosis_words(f: Fault) -> &'static [&'static str] {
         Fault::CephDown => &["HEALTH_ERR", "no Ceph OSD is up"],
         Fault::CephDegraded => &["HEALTH_WARN", "OSD_DOWN"],
         Fault::RamExhausted => &["do not fit", "free above the headroom"],
+        Fault::ProviderDisconnected => &[
+            "disconnected",
+            "Provider disconnected → service account key expired",
+        ],
+        Fault::OmniAuthExpired => &[
+            "does not accept clusterproof's key",
+            "expired or was revoked",
+        ],
     }
 }
 
@@ -71,7 +79,7 @@ fn without_faults_every_preflight_check_passes() {
     let (code, result, text) = preflight(&[]);
     assert_eq!(code, 0, "{text}");
     let v = verdicts(&result);
-    assert_eq!(v.len(), 5, "{v:?}");
+    assert_eq!(v.len(), 6, "{v:?}");
     assert!(v.iter().all(|(_, verdict)| verdict == "pass"), "{v:?}");
 }
 

@@ -45,13 +45,18 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// Every preflight scenario and its suite.
-const PREFLIGHT: &[(&str, &str)] = &[
+/// Every scenario `clusterproof run` has today, and its suite.
+const RUN: &[(&str, &str)] = &[
     ("preflight::template", "preflight"),
     ("preflight::machine_classes", "preflight"),
     ("preflight::ceph", "preflight"),
     ("preflight::dns", "preflight"),
     ("preflight::ram_budget", "preflight"),
+    ("preflight::omni", "preflight"),
+    ("provision::machine_classes", "provision"),
+    ("provision::cluster", "provision"),
+    ("provision::kubeconfig", "provision"),
+    ("provision::cilium", "provision"),
 ];
 
 /// Well-formed (roxmltree is a strict parser), and what the report claims adds up.
@@ -164,14 +169,11 @@ fn passing_run_writes_every_report() {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let xml = std::fs::read_to_string(out.join("junit.xml")).unwrap();
-    check_junit(&xml, PREFLIGHT);
+    check_junit(&xml, RUN);
     let result: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
     assert_eq!(result["exit_code"], 0);
-    assert_eq!(
-        result["scenarios"].as_array().unwrap().len(),
-        PREFLIGHT.len()
-    );
+    assert_eq!(result["scenarios"].as_array().unwrap().len(), RUN.len());
     // The timeline: every line is JSON, in order, from run_started to run_finished.
     let events: Vec<serde_json::Value> = std::fs::read_to_string(out.join("events.jsonl"))
         .unwrap()
@@ -191,7 +193,7 @@ fn passing_run_writes_every_report() {
             .iter()
             .filter(|e| e["event"] == "scenario_finished")
             .count(),
-        PREFLIGHT.len()
+        RUN.len()
     );
 }
 
@@ -211,7 +213,7 @@ fn failing_run_reports_the_failure_and_exits_1() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let xml = std::fs::read_to_string(out.join("junit.xml")).unwrap();
-    check_junit(&xml, PREFLIGHT);
+    check_junit(&xml, RUN);
     assert!(xml.contains("<failure"), "{xml}");
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     let filters: Vec<(String, &str)> = filters(&out);

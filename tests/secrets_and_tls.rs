@@ -7,9 +7,13 @@ use std::process::Command;
 // Multi-threaded: the twin must keep serving while this thread waits for the CLI.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insecure_tls_is_reported_and_the_secret_never_appears() {
-    let t = twin::Twin::start(twin::TwinOptions::default())
-        .await
-        .unwrap();
+    let exe = Some(env!("CARGO_BIN_EXE_clusterproof").into());
+    let t = twin::Twin::start(twin::TwinOptions {
+        exe,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let secret = std::fs::read_to_string(t.dir().join("proxmox-token-secret")).unwrap();
     assert!(secret.len() >= 32);
     // The twin's lab, with the pin replaced by `insecure = true`.

@@ -190,78 +190,136 @@ pub async fn run(
             continue;
         }
         bus.emit(EventKind::PhaseStarted { phase });
-        let mut pending = Vec::new();
-        for s in in_phase {
-            if let Some(missing) = s.needs().iter().find(|n| !lab.has(**n)) {
-                let msg =
-                    format!("needs {missing:?}, which this run does not connect to (offline)");
-                results.push(finish(bus, &*s, Outcome::skip(msg)));
-                continue;
-            }
-            bus.emit(EventKind::ScenarioStarted {
-                id: s.id().into(),
-                phase,
-            });
-            let cx = Context {
-                lab: Arc::clone(&lab),
-                events: bus.emitter(s.id()),
-            };
-            let timeout = opts.scenario_timeout;
-            let task_s = Arc::clone(&s);
-            let handle = tokio::spawn(async move {
-                let start = Instant::now();
-                let out = match tokio::time::timeout(timeout, task_s.run(&cx)).await {
-                    Ok(o) => o,
-                    Err(_) => Outcome::error(format!(
-                        "did not finish within {}",
-                        humantime::format_duration(timeout)
-                    )),
-                };
-                (out, start.elapsed())
-            });
-            pending.push((s, handle, Instant::now()));
-        }
+        // Waves: a scenario starts once every scenario it comes `after` has finished; if one of
+        // those did not pass, it is skipped. Scenarios of one wave run concurrently.
+        let mut waiting: Vec<Arc<dyn Scenario>> = in_phase;
+        let mut passed: Vec<&'static str> = Vec::new();
+        let mut finished: Vec<&'static str> = Vec::new();
         let mut phase_failed = false;
-        for (s, mut handle, started) in pending {
-            let joined = if interrupted {
-                None
-            } else {
-                tokio::select! {
-                    r = &mut handle => Some(r),
-                    reason = &mut interrupt => {
-                        bus.emit(EventKind::RunInterrupted { reason: reason.clone() });
-                        stop_reason = Some(format!("run interrupted ({reason})"));
-                        interrupted = true;
-                        None
-                    }
-                }
-            };
-            if joined.is_none() {
-                // Interrupted: what is still running gets no more time.
-                handle.abort();
-            }
-            let outcome = match joined {
-                Some(Ok((mut o, took))) => {
-                    o.duration = took;
-                    o
-                }
-                Some(Err(e)) if e.is_panic() => {
-                    let mut o = Outcome::error(format!(
-                        "scenario panicked: {}",
-                        panic_text(e.into_panic())
+        while !waiting.is_empty() {
+            // A prerequisite that is not part of this run does not hold anything back.
+            let (ready, rest): (Vec<_>, Vec<_>) = waiting.into_iter().partition(|s| {
+                s.after().iter().all(|d| {
+                    finished.contains(d)
+                        || !scenarios.iter().any(|x| x.id() == *d && x.phase() == phase)
+                })
+            });
+            waiting = rest;
+            if ready.is_empty() {
+                // A cycle or a dependency on itself: run the rest rather than hang.
+                let stuck = std::mem::take(&mut waiting);
+                for s in stuck {
+                    results.push(finish(
+                        bus,
+                        &*s,
+                        Outcome::error(format!(
+                            "its prerequisites {:?} never finish (a cycle)",
+                            s.after()
+                        )),
                     ));
-                    o.duration = started.elapsed();
-                    o
                 }
-                Some(Err(_)) | None => {
-                    let mut o =
-                        Outcome::error(stop_reason.clone().unwrap_or_else(|| "cancelled".into()));
-                    o.duration = started.elapsed();
-                    o
+                break;
+            }
+            let mut pending = Vec::new();
+            for s in ready {
+                if let Some(dep) = s
+                    .after()
+                    .iter()
+                    .find(|d| finished.contains(*d) && !passed.contains(*d))
+                {
+                    finished.push(s.id());
+                    results.push(finish(
+                        bus,
+                        &*s,
+                        Outcome::skip(format!("not run: {dep} did not pass")),
+                    ));
+                    continue;
                 }
-            };
-            phase_failed |= matches!(outcome.verdict, Verdict::Fail | Verdict::Error);
-            results.push(finish(bus, &*s, outcome));
+                if let Some(reason) = &stop_reason {
+                    finished.push(s.id());
+                    results.push(finish(
+                        bus,
+                        &*s,
+                        Outcome::skip(format!("not run: {reason}")),
+                    ));
+                    continue;
+                }
+                if let Some(missing) = s.needs().iter().find(|n| !lab.has(**n)) {
+                    let msg =
+                        format!("needs {missing:?}, which this run does not connect to (offline)");
+                    finished.push(s.id());
+                    results.push(finish(bus, &*s, Outcome::skip(msg)));
+                    continue;
+                }
+                bus.emit(EventKind::ScenarioStarted {
+                    id: s.id().into(),
+                    phase,
+                });
+                let cx = Context {
+                    lab: Arc::clone(&lab),
+                    events: bus.emitter(s.id()),
+                };
+                let timeout = opts.scenario_timeout;
+                let task_s = Arc::clone(&s);
+                let handle = tokio::spawn(async move {
+                    let start = Instant::now();
+                    let out = match tokio::time::timeout(timeout, task_s.run(&cx)).await {
+                        Ok(o) => o,
+                        Err(_) => Outcome::error(format!(
+                            "did not finish within {}",
+                            humantime::format_duration(timeout)
+                        )),
+                    };
+                    (out, start.elapsed())
+                });
+                pending.push((s, handle, Instant::now()));
+            }
+            for (s, mut handle, started) in pending {
+                let joined = if interrupted {
+                    None
+                } else {
+                    tokio::select! {
+                        r = &mut handle => Some(r),
+                        reason = &mut interrupt => {
+                            bus.emit(EventKind::RunInterrupted { reason: reason.clone() });
+                            stop_reason = Some(format!("run interrupted ({reason})"));
+                            interrupted = true;
+                            None
+                        }
+                    }
+                };
+                if joined.is_none() {
+                    // Interrupted: what is still running gets no more time.
+                    handle.abort();
+                }
+                let outcome = match joined {
+                    Some(Ok((mut o, took))) => {
+                        o.duration = took;
+                        o
+                    }
+                    Some(Err(e)) if e.is_panic() => {
+                        let mut o = Outcome::error(format!(
+                            "scenario panicked: {}",
+                            panic_text(e.into_panic())
+                        ));
+                        o.duration = started.elapsed();
+                        o
+                    }
+                    Some(Err(_)) | None => {
+                        let mut o = Outcome::error(
+                            stop_reason.clone().unwrap_or_else(|| "cancelled".into()),
+                        );
+                        o.duration = started.elapsed();
+                        o
+                    }
+                };
+                phase_failed |= matches!(outcome.verdict, Verdict::Fail | Verdict::Error);
+                finished.push(s.id());
+                if matches!(outcome.verdict, Verdict::Pass | Verdict::Warn) {
+                    passed.push(s.id());
+                }
+                results.push(finish(bus, &*s, outcome));
+            }
         }
         if phase_failed && stop_reason.is_none() {
             stop_reason = Some(format!("the {phase} phase did not pass"));

@@ -68,6 +68,11 @@ pub trait Scenario: Send + Sync {
     /// The line of the deployment plan this scenario proves.
     fn proves(&self) -> &'static str;
     fn needs(&self) -> &'static [Need];
+    /// Scenarios of the same phase that must finish, and pass, before this one starts
+    /// (provisioning steps are ordered). Default: none — it runs concurrently with the others.
+    fn after(&self) -> &'static [&'static str] {
+        &[]
+    }
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome>;
 }
 

@@ -238,3 +238,79 @@ async fn scenarios_needing_a_driver_the_run_lacks_are_skipped() {
     assert_eq!(runner::exit_code(&r, false), exit::OK);
     assert_eq!(runner::exit_code(&r, true), exit::WARNINGS_STRICT);
 }
+
+/// A scenario that records when it ran, and comes after others.
+struct Step {
+    id: &'static str,
+    after: &'static [&'static str],
+    verdict: Verdict,
+    log: Arc<Mutex<Vec<&'static str>>>,
+}
+
+impl Scenario for Step {
+    fn id(&self) -> &'static str {
+        self.id
+    }
+    fn phase(&self) -> Phase {
+        Phase::Provision
+    }
+    fn proves(&self) -> &'static str {
+        "test"
+    }
+    fn needs(&self) -> &'static [Need] {
+        &[Need::Spec]
+    }
+    fn after(&self) -> &'static [&'static str] {
+        self.after
+    }
+    fn run<'a>(&'a self, _cx: &'a Context) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            self.log.lock().unwrap().push(self.id);
+            Outcome::new(self.verdict, "as told")
+        })
+    }
+}
+
+#[tokio::test]
+async fn ordered_steps_run_after_their_prerequisites_and_are_skipped_when_one_fails() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let step = |id, after, verdict| -> Arc<dyn Scenario> {
+        Arc::new(Step {
+            id,
+            after,
+            verdict,
+            log: Arc::clone(&log),
+        })
+    };
+    // Listed out of order on purpose.
+    let (r, _) = go(
+        vec![
+            step("provision::c", &["provision::b"], Verdict::Pass),
+            step("provision::b", &["provision::a"], Verdict::Fail),
+            step("provision::a", &[], Verdict::Pass),
+            step(
+                "provision::other",
+                &["provision::not_in_this_run"],
+                Verdict::Pass,
+            ),
+        ],
+        Duration::from_secs(5),
+        std::future::pending(),
+    )
+    .await;
+    let ran = log.lock().unwrap().clone();
+    let pos = |id| ran.iter().position(|x| *x == id);
+    assert!(pos("provision::a") < pos("provision::b"), "{ran:?}");
+    assert_eq!(
+        pos("provision::c"),
+        None,
+        "c comes after a failed step: {ran:?}"
+    );
+    assert!(
+        pos("provision::other").is_some(),
+        "a prerequisite outside the run holds nothing back"
+    );
+    let c = r.scenarios.iter().find(|s| s.id == "provision::c").unwrap();
+    assert_eq!(c.outcome.verdict, Verdict::Skip);
+    assert_eq!(c.outcome.message, "not run: provision::b did not pass");
+}

@@ -17,6 +17,11 @@ pub fn catalog() -> Vec<Arc<dyn Scenario>> {
         Arc::new(preflight::ceph::Ceph),
         Arc::new(preflight::dns::Dns),
         Arc::new(preflight::ram_budget::RamBudget),
+        Arc::new(preflight::omni::Omni),
+        Arc::new(provision::machine_classes::MachineClasses),
+        Arc::new(provision::cluster::Cluster),
+        Arc::new(provision::kubeconfig::Kubeconfig),
+        Arc::new(provision::cilium::Cilium),
     ]
 }
 

@@ -22,6 +22,11 @@ pub enum Fault {
     CephDegraded,
     /// The hosts' memory is nearly all in use: the planned VMs do not fit.
     RamExhausted,
+    /// The infra provider stopped heartbeating (its key expired): Omni says disconnected and
+    /// no machine request is picked up.
+    ProviderDisconnected,
+    /// clusterproof's own Omni service-account key is expired: every omnictl call fails.
+    OmniAuthExpired,
 }
 
 /// The verdict a fault must produce in its scenario.
@@ -32,7 +37,7 @@ pub enum Expect {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 9] = [
         Fault::DnsPublicOnHosts,
         Fault::DnsLanWrongAnswer,
         Fault::StorageMissing,
@@ -40,6 +45,8 @@ impl Fault {
         Fault::CephDown,
         Fault::CephDegraded,
         Fault::RamExhausted,
+        Fault::ProviderDisconnected,
+        Fault::OmniAuthExpired,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +58,8 @@ impl Fault {
             Fault::CephDown => "ceph-down",
             Fault::CephDegraded => "ceph-degraded",
             Fault::RamExhausted => "ram-exhausted",
+            Fault::ProviderDisconnected => "provider-disconnected",
+            Fault::OmniAuthExpired => "omni-auth-expired",
         }
     }
 
@@ -62,6 +71,9 @@ impl Fault {
             Fault::StorageInactive | Fault::CephDown => ("preflight::ceph", Expect::Fail),
             Fault::CephDegraded => ("preflight::ceph", Expect::Warn),
             Fault::RamExhausted => ("preflight::ram_budget", Expect::Fail),
+            Fault::ProviderDisconnected | Fault::OmniAuthExpired => {
+                ("preflight::omni", Expect::Fail)
+            }
         }
     }
 }

@@ -10,11 +10,14 @@ pub mod cilium;
 pub mod dns;
 pub mod faults;
 pub mod kube;
+pub mod omni;
 pub mod provider;
 pub mod proxmox;
+pub mod world;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use faults::Fault;
 
@@ -70,14 +73,19 @@ pub const OMNI_PUBLIC_IP: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 20);
 pub const LAN_DNS: Ipv4Addr = Ipv4Addr::new(127, 0, 53, 1);
 pub const PUBLIC_DNS: Ipv4Addr = Ipv4Addr::new(127, 0, 53, 2);
 const TOKEN_ID: &str = "clusterproof@pve!twin";
+/// The seed lab's infra provider id, and the service account clusterproof uses in Omni.
+pub const PROVIDER_ID: &str = "matrix-cluster";
+const ACCOUNT: &str = "clusterproof";
 
 /// A running twin and the lab file that points at it.
 pub struct Twin {
-    pub proxmox: proxmox::ProxmoxTwin,
+    pub proxmox: Arc<proxmox::ProxmoxTwin>,
     pub dns: dns::DnsViews,
-    pub kube: std::sync::Arc<kube::KubeTwin>,
+    pub kube: Arc<kube::KubeTwin>,
+    pub omni: Arc<omni::OmniTwin>,
     pub faults: Vec<Fault>,
-    cni: tokio::task::JoinHandle<()>,
+    /// The CNI physics and the infra provider.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     dir: tempfile::TempDir,
     lab: PathBuf,
 }
@@ -85,14 +93,16 @@ pub struct Twin {
 impl Twin {
     pub async fn start(opts: TwinOptions) -> Result<Twin, TwinError> {
         let secret = token_secret();
-        let proxmox = proxmox::ProxmoxTwin::start(proxmox::ProxmoxSpec {
-            inventory: proxmox::default_inventory(),
-            token_id: TOKEN_ID.into(),
-            token_secret: secret.clone(),
-            faults: opts.faults.clone(),
-            time_scale: opts.time_scale,
-        })
-        .await?;
+        let proxmox = Arc::new(
+            proxmox::ProxmoxTwin::start(proxmox::ProxmoxSpec {
+                inventory: proxmox::default_inventory(),
+                token_id: TOKEN_ID.into(),
+                token_secret: secret.clone(),
+                faults: opts.faults.clone(),
+                time_scale: opts.time_scale,
+            })
+            .await?,
+        );
         let lan_answer = if opts.faults.contains(&Fault::DnsLanWrongAnswer) {
             OMNI_PUBLIC_IP
         } else {
@@ -108,14 +118,51 @@ impl Twin {
         })
         .await
         .map_err(|e| TwinError::Io("start the DNS views".into(), e))?;
-        let kube = std::sync::Arc::new(
+        let kube = Arc::new(
             kube::KubeTwin::start(kube::KubeSpec {
                 token: token_secret(),
                 time_scale: opts.time_scale,
             })
             .await?,
         );
-        let cni = tokio::spawn(provider::cni_physics(std::sync::Arc::clone(&kube)));
+        let cni = tokio::spawn(provider::cni_physics(Arc::clone(&kube)));
+        let omni_faults: Vec<omni::OmniFault> = opts
+            .faults
+            .iter()
+            .filter_map(|f| match f {
+                Fault::ProviderDisconnected => Some(omni::OmniFault::ProviderDisconnected),
+                Fault::OmniAuthExpired => Some(omni::OmniFault::AuthExpired),
+                _ => None,
+            })
+            .collect();
+        let omni = Arc::new(
+            omni::OmniTwin::start(omni::OmniSpec {
+                provider_id: PROVIDER_ID.into(),
+                account: ACCOUNT.into(),
+                faults: opts.faults.clone(),
+                omni_faults,
+            })
+            .await?,
+        );
+        {
+            let kube = Arc::clone(&kube);
+            omni.set_kubeconfig_provider(Box::new(move |cluster, user| {
+                Some(kube.kubeconfig_yaml(&format!("{ACCOUNT}-{cluster}"), user))
+            }));
+        }
+        let world = Arc::new(world::World {
+            omni: Arc::clone(&omni),
+            proxmox: Arc::clone(&proxmox),
+            kube: Arc::clone(&kube),
+            resolvers: provider::Resolvers {
+                lan: dns.lan_addr(),
+                public: dns.public_addr(),
+            },
+            provider_id: PROVIDER_ID.into(),
+            connected: !opts.faults.contains(&Fault::ProviderDisconnected),
+            time_scale: opts.time_scale,
+        });
+        let provider = tokio::spawn(world.run());
         let dir = tempfile::Builder::new()
             .prefix("clusterproof-twin-")
             .tempdir()
@@ -123,21 +170,35 @@ impl Twin {
         let secret_file = dir.path().join("proxmox-token-secret");
         write_private(&secret_file, &secret)
             .map_err(|e| TwinError::Io("write the token secret".into(), e))?;
-        let cilium = match &opts.exe {
-            Some(exe) => wrapper(dir.path(), "cilium", exe, &["twin", "cilium"])
-                .map_err(|e| TwinError::Io("write the cilium wrapper".into(), e))?,
-            None => PathBuf::from("cilium"),
+        let key_file = dir.path().join("omni-service-account-key");
+        write_private(&key_file, &omni.service_account_key())
+            .map_err(|e| TwinError::Io("write the Omni key".into(), e))?;
+        let (omnictl, cilium) = match &opts.exe {
+            Some(exe) => (
+                wrapper(dir.path(), "omnictl", exe, &["twin", "omnictl"])
+                    .map_err(|e| TwinError::Io("write the omnictl wrapper".into(), e))?,
+                wrapper(dir.path(), "cilium", exe, &["twin", "cilium"])
+                    .map_err(|e| TwinError::Io("write the cilium wrapper".into(), e))?,
+            ),
+            None => (PathBuf::from("omnictl"), PathBuf::from("cilium")),
         };
         let lab = dir.path().join("lab.toml");
-        let text = lab_file(&proxmox, &dns, &secret_file, &cilium);
+        let files = LabFiles {
+            secret: &secret_file,
+            key: &key_file,
+            omnictl: &omnictl,
+            cilium: &cilium,
+        };
+        let text = lab_file(&proxmox, &dns, &omni, &files, opts.time_scale);
         std::fs::write(&lab, text)
             .map_err(|e| TwinError::Io("write the twin's lab file".into(), e))?;
         Ok(Twin {
             proxmox,
             dns,
             kube,
+            omni,
             faults: opts.faults,
-            cni,
+            tasks: vec![cni, provider],
             dir,
             lab,
         })
@@ -153,11 +214,21 @@ impl Twin {
     }
 
     pub async fn shutdown(self) {
-        self.cni.abort();
-        self.proxmox.shutdown().await;
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
         self.dns.shutdown().await;
-        if let Ok(k) = std::sync::Arc::try_unwrap(self.kube) {
+        if let Ok(p) = Arc::try_unwrap(self.proxmox) {
+            p.shutdown().await;
+        }
+        if let Ok(k) = Arc::try_unwrap(self.kube) {
             k.shutdown().await;
+        }
+        if let Ok(o) = Arc::try_unwrap(self.omni) {
+            o.shutdown().await;
         }
     }
 }
@@ -183,23 +254,36 @@ fn wrapper(dir: &Path, name: &str, exe: &Path, prefix: &[&str]) -> std::io::Resu
     Ok(path)
 }
 
+/// Files the twin's lab file names.
+struct LabFiles<'a> {
+    secret: &'a Path,
+    key: &'a Path,
+    omnictl: &'a Path,
+    cilium: &'a Path,
+}
+
 fn lab_file(
     p: &proxmox::ProxmoxTwin,
     d: &dns::DnsViews,
-    secret_file: &Path,
-    cilium: &Path,
+    o: &omni::OmniTwin,
+    f: &LabFiles,
+    time_scale: f64,
 ) -> String {
-    let q = |p: PathBuf| format!("{:?}", p.display().to_string());
+    let q = |p: &Path| format!("{:?}", p.display().to_string());
+    let crds = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/twin/gateway-api/standard-install.yaml");
+    // The plan's 10 minutes, at the twin's pace.
+    let budget = format!("{}ms", ((600.0 * time_scale * 1000.0) as u64).max(2000));
     format!(
         r#"# Lab file of the built-in twin (written at start; every key: docs/lab-file.md).
 name = "twin"
 
 [omni]
-# The twin's Omni arrives with the provisioning work; nothing contacts this endpoint yet.
-endpoint = "https://127.0.0.1:9"
-omnictl = "omnictl"
-provider_id = "matrix-cluster"
+endpoint = "{endpoint}"
+omnictl = {omnictl}
+provider_id = "{provider}"
 lan_ip = "{omni_lan}"
+service_account_key_file = {key}
 
 [proxmox]
 url = "{url}"
@@ -222,29 +306,32 @@ storage_headroom_percent = 10
 [cluster]
 template = {template}
 machine_classes = [{cp}, {w}]
-provision_timeout = "10m"
+# The plan's 10 minutes, scaled to the twin's time.
+provision_timeout = "{budget}"
 
 [cilium]
 cli = {cilium}
 gateway_api_crds = {crds}
 "#,
+        endpoint = o.endpoint(),
+        omnictl = q(f.omnictl),
+        provider = PROVIDER_ID,
         omni_lan = OMNI_LAN_IP,
+        key = q(f.key),
         url = p.url(),
         token_id = TOKEN_ID,
-        secret = q(secret_file.to_path_buf()),
+        secret = q(f.secret),
         fp = p.fingerprint(),
         host = OMNI_HOSTNAME,
         lan_ip = d.lan_addr().ip(),
         lan = d.lan_addr(),
         public = d.public_addr(),
-        template = q(seed_file("clusters/talos-prod-01.yaml")),
-        cp = q(seed_file("machine-classes/matrix-control-plane.yaml")),
-        w = q(seed_file("machine-classes/matrix-worker.yaml")),
-        cilium = q(cilium.to_path_buf()),
-        crds = q(Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../fixtures/twin/gateway-api/standard-install.yaml")
-            .canonicalize()
-            .unwrap_or_default()),
+        template = q(&seed_file("clusters/talos-prod-01.yaml")),
+        cp = q(&seed_file("machine-classes/matrix-control-plane.yaml")),
+        w = q(&seed_file("machine-classes/matrix-worker.yaml")),
+        budget = budget,
+        cilium = q(f.cilium),
+        crds = q(&crds.canonicalize().unwrap_or(crds.clone())),
     )
 }
 

@@ -27,6 +27,9 @@ impl Scenario for Cilium {
     fn needs(&self) -> &'static [Need] {
         &[Need::Spec, Need::Kube]
     }
+    fn after(&self) -> &'static [&'static str] {
+        &["provision::kubeconfig"]
+    }
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move { run(cx).await.unwrap_or_else(|o| o) })
     }

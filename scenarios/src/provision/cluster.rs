@@ -37,6 +37,9 @@ impl Scenario for Cluster {
     fn needs(&self) -> &'static [Need] {
         &[Need::Spec, Need::Omni, Need::Proxmox]
     }
+    fn after(&self) -> &'static [&'static str] {
+        &["provision::machine_classes"]
+    }
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move { run(cx).await.unwrap_or_else(|o| o) })
     }

@@ -31,6 +31,9 @@ impl Scenario for Kubeconfig {
     fn needs(&self) -> &'static [Need] {
         &[Need::Spec, Need::Omni]
     }
+    fn after(&self) -> &'static [&'static str] {
+        &["provision::cluster"]
+    }
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move { run(cx).await.unwrap_or_else(|o| o) })
     }
