@@ -112,17 +112,25 @@ impl OmniError {
 
 /// Map omnictl's exit and stderr to an error (omni.md §4).
 pub fn classify(command: &str, code: i32, stderr: &str, key_source: &str) -> OmniError {
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("Error: "))
-        .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()))
-        .unwrap_or("");
-    let message = line
-        .strip_prefix("Error: ")
-        .unwrap_or(line)
-        .trim()
-        .to_string();
+    // From the `Error: ` line to the end: go-multierror continues on `\t* …` lines.
+    let lines: Vec<&str> = stderr.lines().collect();
+    let from = lines
+        .iter()
+        .position(|l| l.starts_with("Error: "))
+        .unwrap_or_else(|| {
+            lines
+                .iter()
+                .rposition(|l| !l.trim().is_empty())
+                .unwrap_or(0)
+        });
+    let message = lines
+        .get(from..)
+        .unwrap_or_default()
+        .iter()
+        .map(|l| l.trim().trim_start_matches("Error: "))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     if message.contains("code = Unauthenticated") {
         OmniError::Unauthenticated {
             message,
@@ -561,6 +569,18 @@ mod tests {
             e.to_string().contains("expired or was revoked")
                 && e.to_string().contains("OMNI_SERVICE_ACCOUNT_KEY"),
             "{e}"
+        );
+        let multi = classify(
+            "cluster template validate",
+            1,
+            "Error: 1 error occurred:\n\t* template should contain 1 controlplane, got 2\n\n",
+            "",
+        );
+        assert!(
+            multi
+                .to_string()
+                .contains("1 error occurred: * template should contain 1 controlplane, got 2"),
+            "{multi}"
         );
         assert!(classify("get", 1, "Error: rpc error: code = NotFound desc = resource ClusterStatuses.omni.sidero.dev(default/foo@undefined) doesn't exist", "").is_not_found());
         assert!(matches!(

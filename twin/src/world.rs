@@ -209,5 +209,84 @@ impl World {
         if let Err(e) = self.kube.join_node(&id, node_labels, &uuid, cp) {
             tracing::warn!(%id, "cannot join the node: {e}");
         }
+        self.update_cluster_status(&cluster);
+    }
+
+    /// What Omni's status controllers derive from the machines (omni.md §5.3): per machine set
+    /// a MachineSetStatus, and for the cluster ClusterStatus, LoadBalancerStatus and the upgrade
+    /// statuses — RUNNING and ready once every requested machine is connected.
+    fn update_cluster_status(&self, cluster: &str) {
+        use crate::omni::{LABEL_CLUSTER, LABEL_MACHINE_SET};
+        let prefix = format!("{cluster}-");
+        let sets: Vec<Resource> = self
+            .omni
+            .list("MachineRequestSets.omni.sidero.dev")
+            .into_iter()
+            .filter(|r| r.metadata.id.starts_with(&prefix))
+            .collect();
+        let members: Vec<Resource> = self
+            .omni
+            .list("ClusterMachineStatuses.omni.sidero.dev")
+            .into_iter()
+            .filter(|r| r.label(LABEL_CLUSTER) == Some(cluster))
+            .collect();
+        let (mut requested_all, mut connected_all, mut all_running, mut cp_connected) =
+            (0i64, 0i64, true, 0i64);
+        for set in &sets {
+            let requested = set.spec["machinecount"].as_i64().unwrap_or(0);
+            let connected = members
+                .iter()
+                .filter(|m| m.label(LABEL_MACHINE_SET) == Some(set.metadata.id.as_str()))
+                .count() as i64;
+            let running = connected >= requested;
+            all_running &= running;
+            requested_all += requested;
+            connected_all += connected;
+            if set.metadata.id.ends_with("-control-planes") {
+                cp_connected = connected;
+            }
+            self.omni.put(
+                Resource::in_default_namespace("MachineSetStatuses.omni.sidero.dev", set.metadata.id.clone(), json!({
+                    "phase": if running { 3 } else { 1 }, "ready": running, "error": "",
+                    "machines": {"total": connected, "healthy": connected, "connected": connected, "requested": requested},
+                    "confighash": "", "machineallocation": {"name": "", "machinecount": requested, "allocationtype": 0}, "lockedupdates": 0,
+                }))
+                .with_owner("MachineSetStatusController")
+                .with_label(LABEL_CLUSTER, cluster),
+            );
+        }
+        let running = all_running && !sets.is_empty();
+        self.omni.put(
+            Resource::in_default_namespace("ClusterStatuses.omni.sidero.dev", cluster.to_string(), json!({
+                "available": cp_connected > 0,
+                "machines": {"total": connected_all, "healthy": connected_all, "connected": connected_all, "requested": requested_all},
+                "phase": if running { 3 } else { 1 }, "ready": running, "kubernetesapiready": cp_connected > 0,
+                "controlplaneready": running, "hasconnectedcontrolplanes": cp_connected > 0, "useembeddeddiscoveryservice": false,
+                "talosversion": "1.11.5", "kubernetesversion": "1.34.2", "disablepublicdiscoveryservice": false, "initialtalosversion": "1.11.5",
+            }))
+            .with_owner("ClusterStatusController")
+            .with_label(LABEL_CLUSTER, cluster),
+        );
+        self.omni.put(
+            Resource::in_default_namespace(
+                "LoadBalancerStatuses.omni.sidero.dev",
+                cluster.to_string(),
+                json!({"healthy": cp_connected > 0, "stopped": false}),
+            )
+            .with_label(LABEL_CLUSTER, cluster),
+        );
+        for kind in [
+            "KubernetesUpgradeStatuses.omni.sidero.dev",
+            "TalosUpgradeStatuses.omni.sidero.dev",
+        ] {
+            self.omni.put(
+                Resource::in_default_namespace(
+                    kind,
+                    cluster.to_string(),
+                    json!({"phase": 2, "error": "", "step": "", "status": ""}),
+                )
+                .with_label(LABEL_CLUSTER, cluster),
+            );
+        }
     }
 }
