@@ -91,41 +91,6 @@ impl Resolvers {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uuids_are_stable_and_uuid_shaped() {
-        let a = machine_uuid("talos-prod-01-workers-b5ndt4");
-        assert_eq!(a, machine_uuid("talos-prod-01-workers-b5ndt4"));
-        assert_ne!(a, machine_uuid("talos-prod-01-workers-zq9vxm"));
-        let parts: Vec<&str> = a.split('-').collect();
-        assert_eq!(
-            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
-            [8, 4, 4, 4, 12]
-        );
-        assert!(parts[2].starts_with('4') && parts[3].starts_with('8'));
-    }
-
-    #[test]
-    fn providerdata_becomes_the_vm_and_bad_selectors_fail_like_cel_go() {
-        let pd = "cores: 8\nsockets: 1\nmemory: 16384\ndisk_size: 100\nstorage_selector: name == \"vm_ssd\"\n";
-        let r = vm_request("c-workers-abc123", "c-workers", pd).unwrap();
-        assert_eq!(
-            (r.cores, r.memory_mib, r.disk_gib, r.tag.as_str()),
-            (8, 16384, 100, "machine-request.c-workers")
-        );
-        let e = vm_request(
-            "x",
-            "s",
-            "cores: 1\nmemory: 2048\ndisk_size: 5\nstorage_selector: type == \"rbd\"\n",
-        )
-        .unwrap_err();
-        assert!(e.starts_with("ERROR: <input>:1:1:"), "{e}");
-    }
-}
-
 /// The CNI physics: a node's CNI becomes ready when a Cilium agent pod (`k8s-app=cilium`) runs
 /// on it, and stops being ready when none does — observed with a watch on the twin's own
 /// Kubernetes API, as a node would notice its CNI config appear.
@@ -180,4 +145,39 @@ pub async fn client_for(kube: &crate::kube::KubeTwin) -> Result<::kube::Client, 
         .map_err(|e| e.to_string())?;
     cfg.default_retry = false;
     ::kube::Client::try_from(cfg).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_are_stable_and_uuid_shaped() {
+        let a = machine_uuid("talos-prod-01-workers-b5ndt4");
+        assert_eq!(a, machine_uuid("talos-prod-01-workers-b5ndt4"));
+        assert_ne!(a, machine_uuid("talos-prod-01-workers-zq9vxm"));
+        let parts: Vec<&str> = a.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('4') && parts[3].starts_with('8'));
+    }
+
+    #[test]
+    fn providerdata_becomes_the_vm_and_bad_selectors_fail_like_cel_go() {
+        let pd = "cores: 8\nsockets: 1\nmemory: 16384\ndisk_size: 100\nstorage_selector: name == \"vm_ssd\"\n";
+        let r = vm_request("c-workers-abc123", "c-workers", pd).unwrap();
+        assert_eq!(
+            (r.cores, r.memory_mib, r.disk_gib, r.tag.as_str()),
+            (8, 16384, 100, "machine-request.c-workers")
+        );
+        let e = vm_request(
+            "x",
+            "s",
+            "cores: 1\nmemory: 2048\ndisk_size: 5\nstorage_selector: type == \"rbd\"\n",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("ERROR: <input>:1:1:"), "{e}");
+    }
 }

@@ -818,7 +818,7 @@ impl State {
             .and_then(|s| s.split(':').next())
         {
             let disk = vm.item["maxdisk"].as_u64().unwrap_or(0);
-            self.consume_storage(&vm.node, &storage.to_string(), -(disk as i128));
+            self.consume_storage(&vm.node, storage, -(disk as i128));
         }
         true
     }
