@@ -120,6 +120,8 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     init_tracing();
+    // One rustls crypto provider for the whole process (kube-rs and reqwest both use it).
+    harness::proxmox::tls::install_default_provider();
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Lint(a) => lint(a),
