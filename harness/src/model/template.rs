@@ -203,7 +203,8 @@ pub enum TemplateError {
     Syntax(#[from] yaml::SyntaxError),
 }
 
-const CLUSTER_FIELDS: &[&str] = &[
+/// The fields Omni's template loader accepts in a `Cluster` document (omni.md §7.1).
+pub const CLUSTER_FIELDS: &[&str] = &[
     "kind",
     "name",
     "labels",
@@ -215,7 +216,8 @@ const CLUSTER_FIELDS: &[&str] = &[
     "systemExtensions",
     "kernelArgs",
 ];
-const SET_FIELDS: &[&str] = &[
+/// The fields of `ControlPlane` and `Workers` documents (omni.md §7.1).
+pub const SET_FIELDS: &[&str] = &[
     "kind",
     "name",
     "labels",

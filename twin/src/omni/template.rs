@@ -378,18 +378,7 @@ fn find_kind(doc: &Node) -> Result<String, String> {
     Err("kind field not found".into())
 }
 
-const CLUSTER_FIELDS: &[&str] = &[
-    "kind",
-    "name",
-    "labels",
-    "annotations",
-    "kubernetes",
-    "talos",
-    "features",
-    "patches",
-    "systemExtensions",
-    "kernelArgs",
-];
+use harness::model::template::CLUSTER_FIELDS;
 
 fn decode_cluster(d: &mut Dec, doc: &Node) -> ClusterM {
     let mut c = ClusterM::default();
@@ -490,21 +479,7 @@ fn decode_list(d: &mut Dec, n: &Node, ty: &str, known: &[&str]) {
     }
 }
 
-const SET_FIELDS: &[&str] = &[
-    "kind",
-    "name",
-    "labels",
-    "annotations",
-    "machines",
-    "machineClass",
-    "bootstrapSpec",
-    "updateStrategy",
-    "deleteStrategy",
-    "upgradeStrategy",
-    "patches",
-    "systemExtensions",
-    "kernelArgs",
-];
+use harness::model::template::SET_FIELDS;
 
 fn decode_set(d: &mut Dec, doc: &Node, ty: &str) -> Result<SetM, String> {
     let mut s = SetM::default();
