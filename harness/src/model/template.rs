@@ -232,7 +232,8 @@ pub const SET_FIELDS: &[&str] = &[
     "systemExtensions",
     "kernelArgs",
 ];
-const MACHINE_FIELDS: &[&str] = &[
+/// The fields of `Machine` documents (omni.md §7.1).
+pub const MACHINE_FIELDS: &[&str] = &[
     "kind",
     "name",
     "labels",

@@ -582,18 +582,7 @@ fn parse_size(d: &mut Dec, n: &Node) -> Result<Size, String> {
 
 fn decode_machine(d: &mut Dec, doc: &Node) -> MachineM {
     let mut m = MachineM::default();
-    let known = [
-        "kind",
-        "name",
-        "labels",
-        "annotations",
-        "locked",
-        "install",
-        "patches",
-        "systemExtensions",
-        "kernelArgs",
-    ];
-    for (k, v) in d.fields(doc, "Machine", &known) {
+    for (k, v) in d.fields(doc, "Machine", harness::model::template::MACHINE_FIELDS) {
         if d.descriptors(&k, v, &mut m.desc) {
             continue;
         }
