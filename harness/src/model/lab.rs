@@ -325,6 +325,14 @@ impl LabFile {
                 base.join(p)
             }
         };
+        // A program: a bare name is looked up on PATH, anything with `/` is a path.
+        let program = |p: &str| {
+            if p.contains('/') {
+                resolve(p)
+            } else {
+                PathBuf::from(p)
+            }
+        };
 
         // --- omni
         let o = raw.omni.get_ref();
@@ -364,13 +372,7 @@ impl LabFile {
             omnictl: o
                 .omnictl
                 .as_deref()
-                .map(|s| {
-                    if s.contains('/') {
-                        resolve(s)
-                    } else {
-                        PathBuf::from(s)
-                    }
-                })
+                .map(program)
                 .unwrap_or_else(|| PathBuf::from("omnictl")),
             provider_id: o.provider_id.get_ref().clone(),
             lan_ip,
@@ -540,13 +542,7 @@ impl LabFile {
                 .cilium
                 .cli
                 .as_deref()
-                .map(|s| {
-                    if s.contains('/') {
-                        resolve(s)
-                    } else {
-                        PathBuf::from(s)
-                    }
-                })
+                .map(program)
                 .unwrap_or_else(|| PathBuf::from("cilium")),
             gateway_api_crds: raw
                 .cilium
