@@ -2,6 +2,7 @@
 //! the runner, the event timeline and the reports. Scenarios live in the `scenarios` crate;
 //! the CLI in the `clusterproof` binary.
 
+pub mod catalog;
 pub mod cilium;
 pub mod dns;
 pub mod events;

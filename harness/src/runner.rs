@@ -199,9 +199,9 @@ pub async fn run(
         while !waiting.is_empty() {
             // A prerequisite that is not part of this run does not hold anything back.
             let (ready, rest): (Vec<_>, Vec<_>) = waiting.into_iter().partition(|s| {
-                s.after().iter().all(|d| {
-                    finished.contains(d)
-                        || !scenarios.iter().any(|x| x.id() == *d && x.phase() == phase)
+                s.meta().after_ids().all(|d| {
+                    finished.contains(&d)
+                        || !scenarios.iter().any(|x| x.id() == d && x.phase() == phase)
                 })
             });
             waiting = rest;
@@ -214,7 +214,7 @@ pub async fn run(
                         &*s,
                         Outcome::error(format!(
                             "its prerequisites {:?} never finish (a cycle)",
-                            s.after()
+                            s.meta().after_ids().collect::<Vec<_>>()
                         )),
                     ));
                 }
@@ -223,9 +223,9 @@ pub async fn run(
             let mut pending = Vec::new();
             for s in ready {
                 if let Some(dep) = s
-                    .after()
-                    .iter()
-                    .find(|d| finished.contains(*d) && !passed.contains(*d))
+                    .meta()
+                    .after_ids()
+                    .find(|d| finished.contains(d) && !passed.contains(d))
                 {
                     finished.push(s.id());
                     results.push(finish(

@@ -59,21 +59,53 @@ pub enum Need {
     Kube,
 }
 
-/// A check. One module per scenario in the `scenarios` crate; the doc comment of the module
-/// names the plan line it proves.
-pub trait Scenario: Send + Sync {
-    /// Stable id, `phase::name`, e.g. `preflight::template`.
-    fn id(&self) -> &'static str;
-    fn phase(&self) -> Phase;
+/// What a scenario is, declared once per scenario as a `static` next to its code, so the
+/// catalog, the runner, `--only` and the reports all read the same facts. Prerequisites are
+/// references to other scenarios' `Meta`, so a typo does not compile.
+#[derive(Debug)]
+pub struct Meta {
+    /// Stable id, `phase::name`, e.g. `preflight::template` — its module path in `scenarios`.
+    pub id: &'static str,
+    /// `module_path!()` where the scenario is declared; the catalog test checks it ends in
+    /// the id.
+    pub module: &'static str,
+    pub phase: Phase,
     /// The line of the deployment plan this scenario proves.
-    fn proves(&self) -> &'static str;
-    fn needs(&self) -> &'static [Need];
-    /// Scenarios of the same phase that must finish, and pass, before this one starts
-    /// (provisioning steps are ordered). Default: none — it runs concurrently with the others.
-    fn after(&self) -> &'static [&'static str] {
-        &[]
+    pub proves: &'static str,
+    pub needs: &'static [Need],
+    /// Scenarios that must finish, and pass, before this one starts (provisioning steps are
+    /// ordered; chaos comes after the checks it gates on). Empty: it runs concurrently with
+    /// the others of its phase.
+    pub after: &'static [&'static Meta],
+}
+
+impl Meta {
+    /// The ids of [`Meta::after`].
+    pub fn after_ids(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.after.iter().map(|m| m.id)
     }
+}
+
+/// A check. One module per scenario in the `scenarios` crate; the doc comment of the module
+/// names the plan line it proves, its [`Meta`] says the rest.
+pub trait Scenario: Send + Sync {
+    fn meta(&self) -> &'static Meta;
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome>;
+
+    /// Stable id, `phase::name`, e.g. `preflight::template`.
+    fn id(&self) -> &'static str {
+        self.meta().id
+    }
+    fn phase(&self) -> Phase {
+        self.meta().phase
+    }
+    /// The line of the deployment plan this scenario proves.
+    fn proves(&self) -> &'static str {
+        self.meta().proves
+    }
+    fn needs(&self) -> &'static [Need] {
+        self.meta().needs
+    }
 }
 
 /// The connected lab: parsed inputs plus the drivers this run may use. Drivers that are

@@ -8,15 +8,30 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use harness::events::{EventBus, EventKind, FnSubscriber};
 use harness::runner::{self, Recorder, RunOptions, exit};
-use harness::scenario::{Context, Lab, Need, Outcome, Phase, Scenario, Verdict};
+use harness::scenario::{Context, Lab, Meta, Need, Outcome, Phase, Scenario, Verdict};
 use harness::spec::{LabSpec, Overrides};
 
 /// A scenario whose behaviour the test chooses.
 struct Fake {
+    meta: &'static Meta,
+    act: Act,
+}
+
+/// A scenario's declaration, made at run time (real scenarios declare a `static`).
+fn meta(
     id: &'static str,
     phase: Phase,
     needs: &'static [Need],
-    act: Act,
+    after: &'static [&'static Meta],
+) -> &'static Meta {
+    Box::leak(Box::new(Meta {
+        id,
+        module: "test",
+        phase,
+        proves: "test",
+        needs,
+        after,
+    }))
 }
 
 #[derive(Clone)]
@@ -28,24 +43,15 @@ enum Act {
 }
 
 impl Scenario for Fake {
-    fn id(&self) -> &'static str {
-        self.id
-    }
-    fn phase(&self) -> Phase {
-        self.phase
-    }
-    fn proves(&self) -> &'static str {
-        "test"
-    }
-    fn needs(&self) -> &'static [Need] {
-        self.needs
+    fn meta(&self) -> &'static Meta {
+        self.meta
     }
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            cx.events.observe(format!("{} running", self.id));
+            cx.events.observe(format!("{} running", self.id()));
             match &self.act {
                 Act::Return(v) => Outcome::new(*v, "as told"),
-                Act::Panic => panic!("boom in {}", self.id),
+                Act::Panic => panic!("boom in {}", self.id()),
                 Act::Wait(n) => {
                     n.notified().await;
                     Outcome::pass("released")
@@ -57,9 +63,7 @@ impl Scenario for Fake {
 
 fn fake(id: &'static str, phase: Phase, act: Act) -> Arc<dyn Scenario> {
     Arc::new(Fake {
-        id,
-        phase,
-        needs: &[Need::Spec],
+        meta: meta(id, phase, &[Need::Spec], &[]),
         act,
     })
 }
@@ -209,9 +213,12 @@ async fn an_interrupt_ends_the_run_with_every_scenario_recorded() {
 #[tokio::test]
 async fn scenarios_needing_a_driver_the_run_lacks_are_skipped() {
     let s: Arc<dyn Scenario> = Arc::new(Fake {
-        id: "preflight::live",
-        phase: Phase::Preflight,
-        needs: &[Need::Spec, Need::Proxmox],
+        meta: meta(
+            "preflight::live",
+            Phase::Preflight,
+            &[Need::Spec, Need::Proxmox],
+            &[],
+        ),
         act: Act::Panic,
     });
     let (r, _) = go(
@@ -241,31 +248,18 @@ async fn scenarios_needing_a_driver_the_run_lacks_are_skipped() {
 
 /// A scenario that records when it ran, and comes after others.
 struct Step {
-    id: &'static str,
-    after: &'static [&'static str],
+    meta: &'static Meta,
     verdict: Verdict,
     log: Arc<Mutex<Vec<&'static str>>>,
 }
 
 impl Scenario for Step {
-    fn id(&self) -> &'static str {
-        self.id
-    }
-    fn phase(&self) -> Phase {
-        Phase::Provision
-    }
-    fn proves(&self) -> &'static str {
-        "test"
-    }
-    fn needs(&self) -> &'static [Need] {
-        &[Need::Spec]
-    }
-    fn after(&self) -> &'static [&'static str] {
-        self.after
+    fn meta(&self) -> &'static Meta {
+        self.meta
     }
     fn run<'a>(&'a self, _cx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            self.log.lock().unwrap().push(self.id);
+            self.log.lock().unwrap().push(self.id());
             Outcome::new(self.verdict, "as told")
         })
     }
@@ -274,25 +268,26 @@ impl Scenario for Step {
 #[tokio::test]
 async fn ordered_steps_run_after_their_prerequisites_and_are_skipped_when_one_fails() {
     let log = Arc::new(Mutex::new(Vec::new()));
-    let step = |id, after, verdict| -> Arc<dyn Scenario> {
+    let step = |meta, verdict| -> Arc<dyn Scenario> {
         Arc::new(Step {
-            id,
-            after,
+            meta,
             verdict,
             log: Arc::clone(&log),
         })
     };
+    let decl = |id, after| meta(id, Phase::Provision, &[Need::Spec], after);
+    let a = decl("provision::a", &[]);
+    let b = decl("provision::b", Box::leak(Box::new([a])));
+    let c = decl("provision::c", Box::leak(Box::new([b])));
+    let absent = decl("provision::not_in_this_run", &[]);
+    let other = decl("provision::other", Box::leak(Box::new([absent])));
     // Listed out of order on purpose.
     let (r, _) = go(
         vec![
-            step("provision::c", &["provision::b"], Verdict::Pass),
-            step("provision::b", &["provision::a"], Verdict::Fail),
-            step("provision::a", &[], Verdict::Pass),
-            step(
-                "provision::other",
-                &["provision::not_in_this_run"],
-                Verdict::Pass,
-            ),
+            step(c, Verdict::Pass),
+            step(b, Verdict::Fail),
+            step(a, Verdict::Pass),
+            step(other, Verdict::Pass),
         ],
         Duration::from_secs(5),
         std::future::pending(),

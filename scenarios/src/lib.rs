@@ -29,3 +29,13 @@ pub fn catalog() -> Vec<Arc<dyn Scenario>> {
 pub fn by_id(id: &str) -> Option<Arc<dyn Scenario>> {
     catalog().into_iter().find(|s| s.id() == id)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Ids are unique, each id is its module path, every prerequisite is in the catalog.
+    #[test]
+    fn the_catalog_keeps_its_rules() {
+        let errors = harness::catalog::check(&super::catalog());
+        assert!(errors.is_empty(), "{errors:#?}");
+    }
+}

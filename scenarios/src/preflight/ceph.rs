@@ -21,22 +21,23 @@ use futures::future::BoxFuture;
 use harness::model::placement::gib;
 use harness::model::selector::StorageSelector;
 use harness::proxmox::types::StorageStatus;
-use harness::scenario::{Context, Need, Outcome, Phase, Scenario, Verdict};
+use harness::scenario::{Context, Meta, Need, Outcome, Phase, Scenario, Verdict};
 
 pub struct Ceph;
 
+/// What this scenario is (the catalog reads it).
+pub static META: Meta = Meta {
+    id: "preflight::ceph",
+    module: module_path!(),
+    phase: Phase::Preflight,
+    proves: "Risk: CEPH storage unavailable (check pvesh get /storage before deploy)",
+    needs: &[Need::Spec, Need::Proxmox],
+    after: &[],
+};
+
 impl Scenario for Ceph {
-    fn id(&self) -> &'static str {
-        "preflight::ceph"
-    }
-    fn phase(&self) -> Phase {
-        Phase::Preflight
-    }
-    fn proves(&self) -> &'static str {
-        "Risk: CEPH storage unavailable (check pvesh get /storage before deploy)"
-    }
-    fn needs(&self) -> &'static [Need] {
-        &[Need::Spec, Need::Proxmox]
+    fn meta(&self) -> &'static Meta {
+        &META
     }
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move { run(cx).await.unwrap_or_else(|o| o) })

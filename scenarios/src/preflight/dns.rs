@@ -13,22 +13,23 @@
 //! Only the lab's own nameservers are queried; a host's resolver is compared, never contacted.
 
 use futures::future::BoxFuture;
-use harness::scenario::{Context, Need, Outcome, Phase, Scenario, Verdict};
+use harness::scenario::{Context, Meta, Need, Outcome, Phase, Scenario, Verdict};
 
 pub struct Dns;
 
+/// What this scenario is (the catalog reads it).
+pub static META: Meta = Meta {
+    id: "preflight::dns",
+    module: module_path!(),
+    phase: Phase::Preflight,
+    proves: "Constraint: Proxmox hosts use the LAN gateway DNS so VMs resolve the Omni name to its LAN IP (red flag: stuck at Registering)",
+    needs: &[Need::Spec, Need::Proxmox, Need::Dns],
+    after: &[],
+};
+
 impl Scenario for Dns {
-    fn id(&self) -> &'static str {
-        "preflight::dns"
-    }
-    fn phase(&self) -> Phase {
-        Phase::Preflight
-    }
-    fn proves(&self) -> &'static str {
-        "Constraint: Proxmox hosts use the LAN gateway DNS so VMs resolve the Omni name to its LAN IP (red flag: stuck at Registering)"
-    }
-    fn needs(&self) -> &'static [Need] {
-        &[Need::Spec, Need::Proxmox, Need::Dns]
+    fn meta(&self) -> &'static Meta {
+        &META
     }
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move { run(cx).await.unwrap_or_else(|o| o) })

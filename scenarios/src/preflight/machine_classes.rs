@@ -24,25 +24,26 @@ use futures::future::BoxFuture;
 use harness::model::machine_class::{MachineClass, PROVIDERDATA_RULE};
 use harness::model::selector::StorageSelector;
 use harness::proxmox::{ProxmoxClient, ProxmoxError};
-use harness::scenario::{Context, Need, Outcome, Phase, Scenario};
+use harness::scenario::{Context, Meta, Need, Outcome, Phase, Scenario};
 use harness::source::{Finding, Location};
 use harness::spec::LabSpec;
 use harness::yaml::At;
 
 pub struct MachineClasses;
 
+/// What this scenario is (the catalog reads it).
+pub static META: Meta = Meta {
+    id: "preflight::machine_classes",
+    module: module_path!(),
+    phase: Phase::Preflight,
+    proves: "Constraint: storage_selector uses name only (CEL `type` is reserved; use `storageType`); Step 1 validation",
+    needs: &[Need::Spec],
+    after: &[],
+};
+
 impl Scenario for MachineClasses {
-    fn id(&self) -> &'static str {
-        "preflight::machine_classes"
-    }
-    fn phase(&self) -> Phase {
-        Phase::Preflight
-    }
-    fn proves(&self) -> &'static str {
-        "Constraint: storage_selector uses name only (CEL `type` is reserved; use `storageType`); Step 1 validation"
-    }
-    fn needs(&self) -> &'static [Need] {
-        &[Need::Spec]
+    fn meta(&self) -> &'static Meta {
+        &META
     }
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {

@@ -10,22 +10,23 @@
 
 use futures::future::BoxFuture;
 use harness::omni::OmniError;
-use harness::scenario::{Context, Need, Outcome, Phase, Scenario, Verdict};
+use harness::scenario::{Context, Meta, Need, Outcome, Phase, Scenario, Verdict};
 
 pub struct Omni;
 
+/// What this scenario is (the catalog reads it).
+pub static META: Meta = Meta {
+    id: "preflight::omni",
+    module: module_path!(),
+    phase: Phase::Preflight,
+    proves: "Red flag: Provider disconnected → service account key expired (Omni reachable, provider connected and healthy)",
+    needs: &[Need::Spec, Need::Omni],
+    after: &[],
+};
+
 impl Scenario for Omni {
-    fn id(&self) -> &'static str {
-        "preflight::omni"
-    }
-    fn phase(&self) -> Phase {
-        Phase::Preflight
-    }
-    fn proves(&self) -> &'static str {
-        "Red flag: Provider disconnected → service account key expired (Omni reachable, provider connected and healthy)"
-    }
-    fn needs(&self) -> &'static [Need] {
-        &[Need::Spec, Need::Omni]
+    fn meta(&self) -> &'static Meta {
+        &META
     }
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move { run(cx).await.unwrap_or_else(|o| o) })

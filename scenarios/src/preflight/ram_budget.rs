@@ -14,22 +14,23 @@
 
 use futures::future::BoxFuture;
 use harness::model::placement::{HostMem, Plan, PlannedVm, gib, place, usable};
-use harness::scenario::{Context, Need, Outcome, Phase, Scenario, Verdict};
+use harness::scenario::{Context, Meta, Need, Outcome, Phase, Scenario, Verdict};
 
 pub struct RamBudget;
 
+/// What this scenario is (the catalog reads it).
+pub static META: Meta = Meta {
+    id: "preflight::ram_budget",
+    module: module_path!(),
+    phase: Phase::Preflight,
+    proves: "Risk: VM creation exhausts resources (192GB total; 5 VMs need ~72GB)",
+    needs: &[Need::Spec, Need::Proxmox],
+    after: &[],
+};
+
 impl Scenario for RamBudget {
-    fn id(&self) -> &'static str {
-        "preflight::ram_budget"
-    }
-    fn phase(&self) -> Phase {
-        Phase::Preflight
-    }
-    fn proves(&self) -> &'static str {
-        "Risk: VM creation exhausts resources (192GB total; 5 VMs need ~72GB)"
-    }
-    fn needs(&self) -> &'static [Need] {
-        &[Need::Spec, Need::Proxmox]
+    fn meta(&self) -> &'static Meta {
+        &META
     }
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move { run(cx).await.unwrap_or_else(|o| o) })

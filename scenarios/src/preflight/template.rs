@@ -25,25 +25,26 @@ use futures::future::BoxFuture;
 use harness::model::template::{
     ClusterTemplate, MachineSetDoc, PatchDocument, PatchLevel, SetKind, Size,
 };
-use harness::scenario::{Context, Need, Outcome, Phase, Scenario};
+use harness::scenario::{Context, Meta, Need, Outcome, Phase, Scenario};
 use harness::source::{Finding, Location};
 use harness::spec::LabSpec;
 use harness::yaml::{Node, Value};
 
 pub struct Template;
 
+/// What this scenario is (the catalog reads it).
+pub static META: Meta = Meta {
+    id: "preflight::template",
+    module: module_path!(),
+    phase: Phase::Preflight,
+    proves: "Constraint: CNI disabled in cluster template (Cilium requires kube-proxy disabled at bootstrap time)",
+    needs: &[Need::Spec],
+    after: &[],
+};
+
 impl Scenario for Template {
-    fn id(&self) -> &'static str {
-        "preflight::template"
-    }
-    fn phase(&self) -> Phase {
-        Phase::Preflight
-    }
-    fn proves(&self) -> &'static str {
-        "Constraint: CNI disabled in cluster template (Cilium requires kube-proxy disabled at bootstrap time)"
-    }
-    fn needs(&self) -> &'static [Need] {
-        &[Need::Spec]
+    fn meta(&self) -> &'static Meta {
+        &META
     }
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {

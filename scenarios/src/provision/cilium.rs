@@ -10,25 +10,23 @@
 
 use futures::future::BoxFuture;
 use harness::kube::{describe_nodes, node_ready};
-use harness::scenario::{Context, Need, Outcome, Phase, Scenario, Verdict};
+use harness::scenario::{Context, Meta, Need, Outcome, Phase, Scenario, Verdict};
 
 pub struct Cilium;
 
+/// What this scenario is (the catalog reads it).
+pub static META: Meta = Meta {
+    id: "provision::cilium",
+    module: module_path!(),
+    phase: Phase::Provision,
+    proves: "Step 5: Install Cilium with the Talos settings (validation: all nodes Ready)",
+    needs: &[Need::Spec, Need::Kube],
+    after: &[&super::kubeconfig::META],
+};
+
 impl Scenario for Cilium {
-    fn id(&self) -> &'static str {
-        "provision::cilium"
-    }
-    fn phase(&self) -> Phase {
-        Phase::Provision
-    }
-    fn proves(&self) -> &'static str {
-        "Step 5: Install Cilium with the Talos settings (validation: all nodes Ready)"
-    }
-    fn needs(&self) -> &'static [Need] {
-        &[Need::Spec, Need::Kube]
-    }
-    fn after(&self) -> &'static [&'static str] {
-        &["provision::kubeconfig"]
+    fn meta(&self) -> &'static Meta {
+        &META
     }
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move { run(cx).await.unwrap_or_else(|o| o) })

@@ -20,25 +20,23 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use harness::omni::{EventKind, OmniClient, Watch};
-use harness::scenario::{Context, Need, Outcome, Phase, Scenario, Verdict};
+use harness::scenario::{Context, Meta, Need, Outcome, Phase, Scenario, Verdict};
 
 pub struct Cluster;
 
+/// What this scenario is (the catalog reads it).
+pub static META: Meta = Meta {
+    id: "provision::cluster",
+    module: module_path!(),
+    phase: Phase::Provision,
+    proves: "Step 2–3: Deploy Cluster; all nodes SideroLink-connected within 10 minutes; red flags diagnosed",
+    needs: &[Need::Spec, Need::Omni, Need::Proxmox],
+    after: &[&super::machine_classes::META],
+};
+
 impl Scenario for Cluster {
-    fn id(&self) -> &'static str {
-        "provision::cluster"
-    }
-    fn phase(&self) -> Phase {
-        Phase::Provision
-    }
-    fn proves(&self) -> &'static str {
-        "Step 2–3: Deploy Cluster; all nodes SideroLink-connected within 10 minutes; red flags diagnosed"
-    }
-    fn needs(&self) -> &'static [Need] {
-        &[Need::Spec, Need::Omni, Need::Proxmox]
-    }
-    fn after(&self) -> &'static [&'static str] {
-        &["provision::machine_classes"]
+    fn meta(&self) -> &'static Meta {
+        &META
     }
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move { run(cx).await.unwrap_or_else(|o| o) })

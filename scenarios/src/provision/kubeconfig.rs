@@ -11,28 +11,26 @@
 
 use futures::future::BoxFuture;
 use harness::kube::describe_nodes;
-use harness::scenario::{Context, Need, Outcome, Phase, Scenario, Verdict};
+use harness::scenario::{Context, Meta, Need, Outcome, Phase, Scenario, Verdict};
 
 pub struct Kubeconfig;
 
 /// The token subject of the service-account kubeconfig.
 pub const USER: &str = "clusterproof";
 
+/// What this scenario is (the catalog reads it).
+pub static META: Meta = Meta {
+    id: "provision::kubeconfig",
+    module: module_path!(),
+    phase: Phase::Provision,
+    proves: "Step 4: Get Kubeconfig (validation: all nodes exist; NotReady expected before the CNI)",
+    needs: &[Need::Spec, Need::Omni],
+    after: &[&super::cluster::META],
+};
+
 impl Scenario for Kubeconfig {
-    fn id(&self) -> &'static str {
-        "provision::kubeconfig"
-    }
-    fn phase(&self) -> Phase {
-        Phase::Provision
-    }
-    fn proves(&self) -> &'static str {
-        "Step 4: Get Kubeconfig (validation: all nodes exist; NotReady expected before the CNI)"
-    }
-    fn needs(&self) -> &'static [Need] {
-        &[Need::Spec, Need::Omni]
-    }
-    fn after(&self) -> &'static [&'static str] {
-        &["provision::cluster"]
+    fn meta(&self) -> &'static Meta {
+        &META
     }
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move { run(cx).await.unwrap_or_else(|o| o) })

@@ -7,22 +7,23 @@
 //! list every class id. Applying an unchanged class is a no-op in Omni.
 
 use futures::future::BoxFuture;
-use harness::scenario::{Context, Need, Outcome, Phase, Scenario, Verdict};
+use harness::scenario::{Context, Meta, Need, Outcome, Phase, Scenario, Verdict};
 
 pub struct MachineClasses;
 
+/// What this scenario is (the catalog reads it).
+pub static META: Meta = Meta {
+    id: "provision::machine_classes",
+    module: module_path!(),
+    phase: Phase::Provision,
+    proves: "Step 1: Apply Machine Classes (validation: every class appears in omnictl get machineclasses)",
+    needs: &[Need::Spec, Need::Omni],
+    after: &[],
+};
+
 impl Scenario for MachineClasses {
-    fn id(&self) -> &'static str {
-        "provision::machine_classes"
-    }
-    fn phase(&self) -> Phase {
-        Phase::Provision
-    }
-    fn proves(&self) -> &'static str {
-        "Step 1: Apply Machine Classes (validation: every class appears in omnictl get machineclasses)"
-    }
-    fn needs(&self) -> &'static [Need] {
-        &[Need::Spec, Need::Omni]
+    fn meta(&self) -> &'static Meta {
+        &META
     }
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move { run(cx).await.unwrap_or_else(|o| o) })
