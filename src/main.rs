@@ -211,6 +211,7 @@ fn lint(a: LintArgs) -> i32 {
         command: "lint".into(),
         run_id: run_id(),
         scenario_timeout: Duration::from_secs(60),
+        keep_going: false,
     };
     let records = runtime().block_on(runner::run(
         Arc::new(Lab::offline(spec)),
@@ -334,8 +335,8 @@ async fn run_lab(
         .collect();
     let connect = ConnectOptions {
         needs,
-        workdir: std::fs::canonicalize(&out).unwrap_or(out.clone()),
         allow_changes: a.yes || twin.is_some(),
+        dry_run: a.dry_run,
     };
     let lab = match Lab::connect(spec, connect) {
         Ok(l) => l,
@@ -368,6 +369,7 @@ async fn run_lab(
         command: cmdline,
         run_id: id.clone(),
         scenario_timeout: a.scenario_timeout,
+        keep_going: false,
     };
     runner::run(Arc::new(lab), selected, &bus, &opts, interrupted()).await;
     let mut record = recorder.record();

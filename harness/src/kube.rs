@@ -24,6 +24,8 @@ pub enum KubeError {
     InteractiveLogin { path: String },
     #[error("the kubeconfig {path} is not usable: {reason}")]
     Config { path: String, reason: String },
+    #[error("cannot get a kubeconfig: {0}")]
+    Obtain(String),
     #[error("Kubernetes API error: {0}")]
     Api(String),
     #[error("waited {secs}s for {what}; last seen: {last}")]
@@ -57,6 +59,14 @@ impl std::fmt::Debug for KubeClient {
 impl KubeClient {
     /// Build a client from a kubeconfig file (its current context). Must run inside tokio.
     pub async fn from_kubeconfig(path: &Path) -> Result<Self, KubeError> {
+        Self::from_kubeconfig_context(path, None).await
+    }
+
+    /// Build a client from a kubeconfig file and one of its contexts (`None`: the current).
+    pub async fn from_kubeconfig_context(
+        path: &Path,
+        context: Option<&str>,
+    ) -> Result<Self, KubeError> {
         let p = path.display().to_string();
         let kc = Kubeconfig::read_from(path).map_err(|e| KubeError::Read {
             path: p.clone(),
@@ -77,7 +87,11 @@ impl KubeClient {
         if interactive {
             return Err(KubeError::InteractiveLogin { path: p });
         }
-        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        let options = KubeConfigOptions {
+            context: context.map(str::to_string),
+            ..Default::default()
+        };
+        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &options)
             .await
             .map_err(|e| KubeError::Config {
                 path: p.clone(),

@@ -1,6 +1,7 @@
 //! Runs scenarios: phases in order, the scenarios of one phase concurrently, each in its own
 //! task with a timeout, panics turned into `error` outcomes. A phase with a failure or error
-//! stops the phases after it (their scenarios are recorded as skipped). An interrupt (Ctrl-C)
+//! stops the phases after it (their scenarios are recorded as skipped), unless
+//! [`RunOptions::keep_going`]. An interrupt (Ctrl-C)
 //! ends the run early, recording what did not finish, so reports are always complete.
 
 use std::future::Future;
@@ -18,6 +19,9 @@ pub struct RunOptions {
     pub command: String,
     pub run_id: String,
     pub scenario_timeout: Duration,
+    /// Go on to later phases after a failed one (`--keep-going`): every verdict, for the
+    /// fault matrix and for a person diagnosing a broken cluster.
+    pub keep_going: bool,
 }
 
 /// One scenario's result.
@@ -321,7 +325,7 @@ pub async fn run(
                 results.push(finish(bus, &*s, outcome));
             }
         }
-        if phase_failed && stop_reason.is_none() {
+        if phase_failed && stop_reason.is_none() && !opts.keep_going {
             stop_reason = Some(format!("the {phase} phase did not pass"));
         }
     }

@@ -120,12 +120,23 @@ pub struct Lab {
     pub omni: Option<crate::omni::OmniClient>,
     /// Facts about how this run connects that every report must show (e.g. TLS disabled).
     pub notices: Vec<String>,
-    /// Where provisioning writes its files (the kubeconfig): the run's report directory.
-    pub workdir: std::path::PathBuf,
     /// Whether this run may change the lab (provisioning, chaos): `--yes`, or the built-in twin.
     pub allow_changes: bool,
-    kube: tokio::sync::OnceCell<crate::kube::KubeClient>,
+    /// `--dry-run`: say what would be done, send no mutating request.
+    pub dry_run: bool,
+    kube: tokio::sync::OnceCell<KubeAccess>,
 }
+
+/// The cluster's API, reached through a kubeconfig file that exists for as long as the run.
+struct KubeAccess {
+    client: crate::kube::KubeClient,
+    path: std::path::PathBuf,
+    /// A kubeconfig asked from Omni: a private file, removed when the run's lab is dropped.
+    _private: Option<tempfile::TempPath>,
+}
+
+/// The token subject of the service-account kubeconfig clusterproof asks Omni for.
+pub const SERVICE_ACCOUNT_USER: &str = "clusterproof";
 
 /// A lab that cannot be connected because its configuration is unusable (exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -146,8 +157,8 @@ pub const OMNI_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60)
 pub struct ConnectOptions {
     /// The needs of the scenarios that will run: only these drivers are built.
     pub needs: Vec<Need>,
-    pub workdir: std::path::PathBuf,
     pub allow_changes: bool,
+    pub dry_run: bool,
 }
 
 impl Lab {
@@ -159,8 +170,8 @@ impl Lab {
             dns_public: None,
             omni: None,
             notices: Vec::new(),
-            workdir: std::env::temp_dir(),
             allow_changes: false,
+            dry_run: false,
             kube: tokio::sync::OnceCell::new(),
         }
     }
@@ -169,8 +180,9 @@ impl Lab {
     /// fails only when the configuration itself is unusable (missing secret, bad CA file).
     pub fn connect(spec: LabSpec, opts: ConnectOptions) -> Result<Self, ConnectError> {
         let mut lab = Lab::offline(spec);
-        lab.workdir = opts.workdir;
-        lab.allow_changes = opts.allow_changes;
+        // A dry run changes nothing, whatever else allows it.
+        lab.allow_changes = opts.allow_changes && !opts.dry_run;
+        lab.dry_run = opts.dry_run;
         if opts.needs.contains(&Need::Proxmox) {
             let px = crate::proxmox::ProxmoxClient::new(&lab.spec.lab.proxmox, PROXMOX_TIMEOUT)?;
             lab.notices.extend(px.notices.iter().cloned());
@@ -203,8 +215,13 @@ impl Lab {
             Need::Proxmox => self.proxmox.is_some(),
             Need::Dns => self.dns_lan.is_some(),
             Need::Omni => self.omni.is_some(),
-            // Obtained during provisioning (or from an earlier run's kubeconfig): see `kube()`.
-            Need::Kube => self.omni.is_some() || self.kubeconfig_path().is_file(),
+            // A kubeconfig the lab names, or one asked from Omni on first use: see `kube()`.
+            Need::Kube => {
+                matches!(
+                    self.spec.lab.kubernetes,
+                    crate::model::lab::Kubernetes::Kubeconfig { .. }
+                ) || self.omni.is_some()
+            }
         }
     }
 
@@ -224,20 +241,82 @@ impl Lab {
             .ok_or_else(|| Outcome::skip("no Omni connection in this run"))
     }
 
-    /// Where the cluster's kubeconfig is written (`provision::kubeconfig`) and read.
-    pub fn kubeconfig_path(&self) -> std::path::PathBuf {
-        self.workdir.join("kubeconfig")
+    /// The Kubernetes client, built on first use from the lab's `[kubernetes]` kubeconfig or
+    /// from a service-account kubeconfig asked from Omni (`omnictl kubeconfig PATH
+    /// --service-account`), written to a private file under the state directory — never into
+    /// a report directory — and removed when this lab is dropped. A failure is not kept: the
+    /// next call asks again (the cluster may not exist yet early in provisioning).
+    pub async fn kube(&self) -> Result<&crate::kube::KubeClient, crate::kube::KubeError> {
+        Ok(&self.kube_access().await?.client)
     }
 
-    /// The Kubernetes client, built from [`Lab::kubeconfig_path`] on first use.
-    pub async fn kube(&self) -> Result<&crate::kube::KubeClient, crate::kube::KubeError> {
-        let path = self.kubeconfig_path();
+    /// The kubeconfig file behind [`Lab::kube`], for CLIs that need one (`cilium`). It holds a
+    /// bearer token: never copy it into a report.
+    pub async fn kubeconfig_file(&self) -> Result<&std::path::Path, crate::kube::KubeError> {
+        Ok(&self.kube_access().await?.path)
+    }
+
+    async fn kube_access(&self) -> Result<&KubeAccess, crate::kube::KubeError> {
+        use crate::kube::{KubeClient, KubeError};
+        use crate::model::lab::Kubernetes;
         self.kube
-            .get_or_try_init(
-                || async move { crate::kube::KubeClient::from_kubeconfig(&path).await },
-            )
+            .get_or_try_init(|| async {
+                match &self.spec.lab.kubernetes {
+                    Kubernetes::Kubeconfig { path, context } => Ok(KubeAccess {
+                        client: KubeClient::from_kubeconfig_context(path, context.as_deref())
+                            .await?,
+                        path: path.clone(),
+                        _private: None,
+                    }),
+                    Kubernetes::Omni => {
+                        let omni = self.omni.as_ref().ok_or_else(|| KubeError::Obtain(
+                            "this run has no Omni connection to ask for a kubeconfig; name one in the lab file's [kubernetes] kubeconfig".into(),
+                        ))?;
+                        let cluster = self.spec.template.cluster_name().ok_or_else(|| {
+                            KubeError::Obtain("the template names no cluster".into())
+                        })?;
+                        let private = private_file(&self.spec.lab.state_dir, "kubeconfig-")?;
+                        omni.kubeconfig(cluster, &private, SERVICE_ACCOUNT_USER)
+                            .await
+                            .map_err(|e| KubeError::Obtain(format!(
+                                "omnictl kubeconfig -c {cluster} --service-account failed: {e}"
+                            )))?;
+                        let client = KubeClient::from_kubeconfig(&private).await?;
+                        Ok(KubeAccess {
+                            client,
+                            path: private.to_path_buf(),
+                            _private: Some(private),
+                        })
+                    }
+                }
+            })
             .await
     }
+}
+
+/// A new empty file only the owner can read (0600), in `dir` (created 0700 if missing),
+/// removed when the returned path is dropped.
+fn private_file(
+    dir: &std::path::Path,
+    prefix: &str,
+) -> Result<tempfile::TempPath, crate::kube::KubeError> {
+    let fail = |e: std::io::Error| {
+        crate::kube::KubeError::Obtain(format!(
+            "cannot create a private file in the state directory {}: {e}",
+            dir.display()
+        ))
+    };
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir).map_err(fail)?;
+    // tempfile creates the file 0600 on unix.
+    let f = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempfile_in(dir)
+        .map_err(fail)?;
+    Ok(f.into_temp_path())
 }
 
 /// What a running scenario gets: the lab and a way to record observations.

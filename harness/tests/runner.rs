@@ -80,12 +80,21 @@ fn opts(timeout: Duration) -> RunOptions {
         command: "test".into(),
         run_id: "r".into(),
         scenario_timeout: timeout,
+        keep_going: false,
     }
 }
 
 async fn go(
     s: Vec<Arc<dyn Scenario>>,
     timeout: Duration,
+    interrupt: impl std::future::Future<Output = String>,
+) -> (harness::runner::RunRecord, Vec<String>) {
+    go_with(s, opts(timeout), interrupt).await
+}
+
+async fn go_with(
+    s: Vec<Arc<dyn Scenario>>,
+    opts: RunOptions,
     interrupt: impl std::future::Future<Output = String>,
 ) -> (harness::runner::RunRecord, Vec<String>) {
     let bus = EventBus::new();
@@ -102,7 +111,7 @@ async fn go(
         };
         s2.lock().unwrap().push(tag);
     }));
-    runner::run(lab(), s, &bus, &opts(timeout), interrupt).await;
+    runner::run(lab(), s, &bus, &opts, interrupt).await;
     let events = seen.lock().unwrap().clone();
     (rec.record(), events)
 }
@@ -128,6 +137,26 @@ async fn a_failed_phase_skips_the_phases_after_it() {
         "{}",
         v.outcome.message
     );
+    assert_eq!(runner::exit_code(&r, false), exit::FAILED);
+}
+
+#[tokio::test]
+async fn keep_going_runs_the_phases_after_a_failed_one() {
+    let (r, events) = go_with(
+        vec![
+            fake("verify::a", Phase::Verify, Act::Return(Verdict::Pass)),
+            fake("preflight::a", Phase::Preflight, Act::Return(Verdict::Fail)),
+        ],
+        RunOptions {
+            keep_going: true,
+            ..opts(Duration::from_secs(5))
+        },
+        std::future::pending(),
+    )
+    .await;
+    assert!(events.contains(&"phase verify".to_string()), "{events:?}");
+    let v = r.scenarios.iter().find(|s| s.id == "verify::a").unwrap();
+    assert_eq!(v.outcome.verdict, Verdict::Pass);
     assert_eq!(runner::exit_code(&r, false), exit::FAILED);
 }
 

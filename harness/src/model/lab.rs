@@ -39,7 +39,46 @@ pub struct LabFile {
     pub cluster: Cluster,
     pub cilium: Cilium,
     pub chaos: Chaos,
+    pub kubernetes: Kubernetes,
+    pub verify: Verify,
+    /// Where clusterproof keeps what must outlive a run's report directory (the chaos
+    /// journal, the private kubeconfig): never inside a report directory.
+    pub state_dir: PathBuf,
 }
+
+/// How the harness reaches the cluster's Kubernetes API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kubernetes {
+    /// A kubeconfig file the user gives (and its context, else the current one).
+    Kubeconfig {
+        path: PathBuf,
+        context: Option<String>,
+    },
+    /// Ask Omni for a service-account kubeconfig when a run first needs the cluster; it is
+    /// kept in a private (0600) file under the state directory for the run and removed after.
+    Omni,
+}
+
+/// How the Definition-of-Done checks wait and probe.
+#[derive(Debug, Clone)]
+pub struct Verify {
+    /// How long each check waits for its condition (watching) before it fails.
+    pub timeout: Duration,
+    /// How long restart counts must stay unchanged for `dod::core_pods`.
+    pub restart_window: Duration,
+    /// A kube-system pod Pending for longer than this fails `dod::core_pods`.
+    pub pending_bound: Duration,
+    /// The agnhost image of the connectivity probe and the chaos canary (a mirror's, if
+    /// the cluster cannot reach registry.k8s.io).
+    pub probe_image: String,
+    /// Namespace of the probe workload (created and deleted by `dod::connectivity`).
+    pub probe_namespace: String,
+    /// Also run `cilium connectivity test --junit-file` and merge its cases.
+    pub cilium_connectivity_test: bool,
+}
+
+/// The agnhost image Kubernetes' own network e2e tests use (registry.k8s.io/e2e-test-images).
+pub const DEFAULT_PROBE_IMAGE: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
 
 #[derive(Debug, Clone)]
 pub struct Omni {
@@ -202,6 +241,30 @@ struct RawLab {
     cilium: RawCilium,
     #[serde(default)]
     chaos: RawChaos,
+    #[serde(default)]
+    kubernetes: RawKubernetes,
+    #[serde(default)]
+    verify: RawVerify,
+    state_dir: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawKubernetes {
+    kubeconfig: Option<Spanned<String>>,
+    context: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawVerify {
+    timeout: Option<Spanned<String>>,
+    restart_window: Option<Spanned<String>>,
+    pending_bound: Option<Spanned<String>>,
+    probe_image: Option<Spanned<String>>,
+    probe_namespace: Option<Spanned<String>>,
+    #[serde(default)]
+    cilium_connectivity_test: bool,
 }
 
 #[derive(Deserialize)]
@@ -612,13 +675,57 @@ impl LabFile {
             )?,
         };
 
+        // --- kubernetes
+        let k = &raw.kubernetes;
+        let kubernetes = match (&k.kubeconfig, &k.context) {
+            (Some(p), context) => {
+                let path = resolve(p.get_ref());
+                if !path.is_file() {
+                    return Err(cx.invalid(Some(p.span().start), format!("kubernetes.kubeconfig: no such file {} (paths are relative to the lab file); remove the key to have clusterproof ask Omni for a service-account kubeconfig", path.display())));
+                }
+                Kubernetes::Kubeconfig {
+                    path,
+                    context: context.as_ref().map(|c| c.get_ref().clone()),
+                }
+            }
+            (None, Some(c)) => return Err(cx.invalid(Some(c.span().start), "kubernetes.context needs kubernetes.kubeconfig: the kubeconfig Omni issues has one context")),
+            (None, None) => Kubernetes::Omni,
+        };
+
+        // --- verify
+        let v = &raw.verify;
+        let non_empty = |o: &Option<Spanned<String>>, key: &str, default: &str| -> Result<String, LabError> {
+            match o {
+                None => Ok(default.to_string()),
+                Some(s) if s.get_ref().trim().is_empty() => Err(cx.invalid(Some(s.span().start), format!("{key} is empty; remove it for the default \"{default}\""))),
+                Some(s) => Ok(s.get_ref().trim().to_string()),
+            }
+        };
+        let verify = Verify {
+            timeout: duration(&cx, v.timeout.as_ref(), "verify.timeout", Duration::from_secs(300))?,
+            restart_window: duration(&cx, v.restart_window.as_ref(), "verify.restart_window", Duration::from_secs(30))?,
+            pending_bound: duration(&cx, v.pending_bound.as_ref(), "verify.pending_bound", Duration::from_secs(300))?,
+            probe_image: non_empty(&v.probe_image, "verify.probe_image", DEFAULT_PROBE_IMAGE)?,
+            probe_namespace: non_empty(&v.probe_namespace, "verify.probe_namespace", "clusterproof-probe")?,
+            cilium_connectivity_test: v.cilium_connectivity_test,
+        };
+
+        let name = raw.name.clone().unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        let state_dir = match &raw.state_dir {
+            Some(d) => resolve(d),
+            None => default_state_dir(&name),
+        };
+
         Ok(LabFile {
             path: path.to_path_buf(),
-            name: raw.name.unwrap_or_else(|| {
-                path.file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            }),
+            name,
+            kubernetes,
+            verify,
+            state_dir,
             omni,
             proxmox,
             dns,
@@ -720,6 +827,25 @@ fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
         *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+/// `$XDG_STATE_HOME/clusterproof/<lab>` (default `~/.local/state/clusterproof/<lab>`), or
+/// under the system's temporary directory when there is no home.
+pub fn default_state_dir(lab: &str) -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    let safe: String = lab
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .collect();
+    base.join("clusterproof").join(if safe.is_empty() { "lab".into() } else { safe })
 }
 
 /// Parse a duration like "10m" or "1m 30s" (the lab file's syntax), for the CLI too.

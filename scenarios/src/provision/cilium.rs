@@ -59,7 +59,11 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     let installed = if before.agent.is_some() && before.config_mismatches(&c.values).is_empty() {
         "already installed with these values".to_string()
     } else {
-        let out = harness::cilium::install(&c.cli, &lab.kubeconfig_path(), &c.values, lab.spec.lab.cluster.provision_timeout.max(std::time::Duration::from_secs(60)))
+        let kubeconfig = lab
+            .kubeconfig_file()
+            .await
+            .map_err(|e| Outcome::new(Verdict::Fail, e.to_string()))?;
+        let out = harness::cilium::install(&c.cli, kubeconfig, &c.values, lab.spec.lab.cluster.provision_timeout.max(std::time::Duration::from_secs(60)))
             .await
             .map_err(|e| Outcome::new(Verdict::Fail, format!("{e}")).remediation("Risk \"Cilium install fails\": check that the template disables kube-proxy and the default CNI (preflight::template) and use the exact Talos values"))?;
         cx.events

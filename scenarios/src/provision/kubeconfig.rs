@@ -5,18 +5,20 @@
 //!
 //! Corrects the plan: `omnictl kubeconfig -c NAME > file` writes nothing to the file (omnictl
 //! never prints the kubeconfig; it merges into ~/.kube/config), and its default kubeconfig logs
-//! in through a browser. The harness asks for a service-account kubeconfig written to a path:
-//! `omnictl kubeconfig <run dir>/kubeconfig -c NAME --service-account --user clusterproof
-//! --merge=false --force` (`shared/reference/omni.md` §8).
+//! in through a browser. Unless the lab names a kubeconfig, the harness asks for a
+//! service-account kubeconfig written to a private file under the state directory (never the
+//! report directory: it holds a bearer token): `omnictl kubeconfig <file> -c NAME
+//! --service-account --user clusterproof --merge=false --force` (`shared/reference/omni.md` §8;
+//! see `Lab::kube`).
 
 use futures::future::BoxFuture;
 use harness::kube::describe_nodes;
-use harness::scenario::{Context, Meta, Need, Outcome, Phase, Scenario, Verdict};
+use harness::model::lab::Kubernetes;
+use harness::scenario::{
+    Context, Meta, Need, Outcome, Phase, SERVICE_ACCOUNT_USER, Scenario, Verdict,
+};
 
 pub struct Kubeconfig;
-
-/// The token subject of the service-account kubeconfig.
-pub const USER: &str = "clusterproof";
 
 /// What this scenario is (the catalog reads it).
 pub static META: Meta = Meta {
@@ -39,24 +41,19 @@ impl Scenario for Kubeconfig {
 
 async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     let lab = &cx.lab;
-    let omni = lab.omni()?;
-    let cluster = lab
-        .spec
-        .template
-        .cluster_name()
-        .ok_or_else(|| Outcome::error("the template names no cluster"))?;
-    let path = lab.kubeconfig_path();
-    omni.kubeconfig(cluster, &path, USER)
-        .await
-        .map_err(|e| Outcome::new(Verdict::Fail, format!("omnictl kubeconfig failed: {e}")))?;
-    cx.events.observe(format!(
-        "service-account kubeconfig written to {}",
-        path.display()
-    ));
     let kube = lab
         .kube()
         .await
         .map_err(|e| Outcome::new(Verdict::Fail, e.to_string()))?;
+    cx.events.observe(match &lab.spec.lab.kubernetes {
+        Kubernetes::Kubeconfig { path, .. } => {
+            format!("using the lab's kubeconfig {}", path.display())
+        }
+        Kubernetes::Omni => format!(
+            "service-account kubeconfig for user {SERVICE_ACCOUNT_USER} obtained from Omni (kept in a private file under {})",
+            lab.spec.lab.state_dir.display()
+        ),
+    });
     let want = lab.spec.planned_vms().0.len();
     let timeout = lab.spec.lab.cluster.provision_timeout;
     match kube
