@@ -21,10 +21,13 @@
 mod api;
 mod controllers;
 mod defaults;
+mod health;
+mod metrics;
 mod patch;
 mod select;
 mod status;
 mod store;
+mod table;
 mod types;
 mod watch;
 
@@ -41,6 +44,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use api::GIT_VERSION;
+pub use metrics::{KubeRequestCounts, RequestKey};
 pub use status::ApiError;
 
 use crate::TwinError;
@@ -63,6 +67,13 @@ pub(crate) struct World {
 pub(crate) struct Shared {
     pub world: Mutex<World>,
     pub token: String,
+    /// The token of the twin's own components that talk HTTP (the CNI physics): their
+    /// requests are not counted.
+    pub component_token: String,
+    /// Client requests, as `apiserver_request_total` counts them.
+    pub requests: crate::accounting::Tally<RequestKey>,
+    /// Health checks the twin was told to fail.
+    pub health: Mutex<health::Failures>,
     pub time_scale: f64,
     /// `127.0.0.1:PORT`, for discovery documents.
     pub server: String,
@@ -73,6 +84,10 @@ pub(crate) struct Shared {
 
 pub(crate) fn lock(m: &Mutex<World>) -> MutexGuard<'_, World> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn lock_health(sh: &Shared) -> MutexGuard<'_, health::Failures> {
+    sh.health.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A running Kubernetes API server emulator.
@@ -126,6 +141,13 @@ impl KubeTwin {
                 sim: controllers::Sim::default(),
             }),
             token: spec.token,
+            component_token: {
+                use sha2::{Digest, Sha256};
+                let h = Sha256::digest(format!("component/{}", seed()).as_bytes());
+                h.iter().take(16).map(|b| format!("{b:02x}")).collect()
+            },
+            requests: crate::accounting::Tally::new(),
+            health: Mutex::new(health::Failures::default()),
             time_scale: spec.time_scale,
             server: addr.to_string(),
             stop: stopped.clone(),
@@ -167,6 +189,17 @@ impl KubeTwin {
     /// cluster, context and user entries, context namespace `default`, and the twin's
     /// certificate as `certificate-authority-data`.
     pub fn kubeconfig_yaml(&self, cluster: &str, user: &str) -> String {
+        self.kubeconfig_with(cluster, user, &self.shared.token)
+    }
+
+    /// A kubeconfig for the twin's own components that use the API over HTTP (as a node's
+    /// agents would): same shape, a token of their own, and their requests are not counted
+    /// in [`Self::request_counts`].
+    pub fn component_kubeconfig_yaml(&self) -> String {
+        self.kubeconfig_with("twin", "system", &self.shared.component_token)
+    }
+
+    fn kubeconfig_with(&self, cluster: &str, user: &str, token: &str) -> String {
         // A JSON string is a valid YAML double-quoted scalar.
         let q = |s: &str| serde_json::Value::from(s).to_string();
         let name = q(&format!("{cluster}-{user}"));
@@ -182,8 +215,35 @@ impl KubeTwin {
              users:\n\
              - name: {name}\n  user:\n    token: {token}\n",
             server = self.url(),
-            token = q(&self.shared.token),
+            token = q(token),
         )
+    }
+
+    /// Every client request counted so far, with the labels of kube-apiserver's
+    /// `apiserver_request_total` (also served as Prometheus text on `GET /metrics`). Only
+    /// HTTP requests from clients count: the twin's kubelets and controllers act on the
+    /// store in-process, and its HTTP components use [`Self::component_kubeconfig_yaml`].
+    pub fn request_counts(&self) -> KubeRequestCounts {
+        self.shared.requests.snapshot()
+    }
+
+    /// Make a health check of `/livez`, `/readyz` and `/healthz` fail (`etcd`, `log`,
+    /// `informer-sync`, `poststarthook/...`, `shutdown`): the endpoints then answer 500 with
+    /// `[-]NAME failed: reason withheld`, and `/readyz/NAME` with `reason`. A failing `etcd`
+    /// also fails `etcd-readiness`.
+    pub fn fail_health_check(&self, check: &str, reason: &str) -> Result<(), TwinError> {
+        if !health::known(check) {
+            return Err(TwinError::Inventory(format!(
+                "kube-apiserver has no health check named {check:?} (e.g. etcd, log, informer-sync, shutdown)"
+            )));
+        }
+        lock_health(&self.shared).fail(check, reason);
+        Ok(())
+    }
+
+    /// Let a check failed with [`Self::fail_health_check`] pass again.
+    pub fn heal_health_check(&self, check: &str) {
+        lock_health(&self.shared).heal(check);
     }
 
     /// Register a machine as a node: a Node object (NotReady until [`Self::set_cni_ready`])
