@@ -158,7 +158,22 @@ pub(crate) fn render(counts: &KubeRequestCounts) -> String {
         "# HELP apiserver_request_total [STABLE] Counter of apiserver requests broken out for each verb, dry run value, group, version, resource, scope, component, and HTTP response code.\n\
          # TYPE apiserver_request_total counter\n",
     );
-    for (k, n) in &counts.by_key {
+    // Series in the order of their label values, label names sorted (code first).
+    let mut series: Vec<(&RequestKey, &u64)> = counts.by_key.iter().collect();
+    series.sort_by_key(|(k, _)| {
+        (
+            k.code,
+            &k.component,
+            &k.dry_run,
+            &k.group,
+            &k.resource,
+            &k.scope,
+            &k.subresource,
+            &k.verb,
+            &k.version,
+        )
+    });
+    for (k, n) in series {
         let _ = writeln!(
             out,
             "apiserver_request_total{{code=\"{}\",component=\"{}\",dry_run=\"{}\",group=\"{}\",resource=\"{}\",scope=\"{}\",subresource=\"{}\",verb=\"{}\",version=\"{}\"}} {n}",
