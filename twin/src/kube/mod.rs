@@ -2,7 +2,8 @@
 //! start, speaking the wire format kube-rs 5 expects (`shared/reference/kubernetes-fake-server.md`:
 //! lists with `<Kind>List` and a resourceVersion, newline-delimited JSON watches with
 //! bookmarks and in-stream 410s, full `Status` errors, server-side apply, bearer-token
-//! auth), so the harness's real client runs against it unchanged.
+//! auth), so the harness's real client runs against it unchanged — and answering the real
+//! `kubectl` the way a v1.34 kube-apiserver of a Talos cluster does.
 //!
 //! Emulated: a generic object store for any group/version/kind ([`store`]), discovery
 //! ([`types`]), the verbs and the service proxy ([`api`]), watches ([`watch`]), and the
@@ -10,13 +11,33 @@
 //! kubelets renewing node Leases, the node lifecycle controller (Ready → `Unknown` and the
 //! unreachable taints after the 40 s grace period), taint-based eviction after
 //! `tolerationSeconds` (300 s by default), Deployments, ReplicaSets, DaemonSets, a
-//! scheduler and the garbage collector. Every emulated duration is multiplied by
-//! [`KubeSpec::time_scale`].
+//! scheduler, the garbage collector, and the Endpoints and EndpointSlice controllers with
+//! kube-apiserver's endpoints for `default/kubernetes` (one address per control plane, port
+//! 6443), re-syncing only the Services that changes touch. Every emulated duration is
+//! multiplied by [`KubeSpec::time_scale`].
+//!
+//! Also emulated, for clients other than kube-rs:
+//! - server-side printing ([`table`]): `meta.k8s.io/v1` (and `v1beta1`) `Table` answers to
+//!   lists, gets and watches with kube-apiserver's columns and cells for nodes, pods,
+//!   namespaces, services, endpoints, EndpointSlices, deployments, replica sets, daemon sets,
+//!   stateful sets, leases, config maps, secrets, service accounts and events, custom
+//!   resources' `additionalPrinterColumns`, `Name`/`Created At` for the rest,
+//!   `includeObject=None|Metadata|Object`; `PartialObjectMetadata(List)` for metadata clients;
+//! - `/healthz`, `/livez`, `/readyz` with `?verbose`, `?exclude=` and per-check paths, and
+//!   checks the twin can be told to fail ([`KubeTwin::fail_health_check`]; [`health`]);
+//! - request accounting ([`metrics`]): every client request counted with the labels of
+//!   `apiserver_request_total`, served as Prometheus text on `GET /metrics` and returned by
+//!   [`KubeTwin::request_counts`]. The twin's own kubelets and controllers act on the store
+//!   in-process and its HTTP components use [`KubeTwin::component_kubeconfig_yaml`]: neither
+//!   is counted.
 //!
 //! Not emulated: RBAC and admission webhooks, field-manager conflict detection in apply,
 //! strategic merge of lists by key, rolling updates (old ReplicaSets drop to zero at once),
-//! graceful pod termination (deletes are immediate), Endpoints/EndpointSlices, protobuf,
-//! aggregated discovery, YAML request bodies.
+//! graceful pod termination (deletes are immediate), the EndpointSlice mirroring controller
+//! (Services without a selector get no slices), topology hints, protobuf, aggregated
+//! discovery, YAML request bodies, YAML/protobuf answers (such Accept clauses are skipped),
+//! Table printers of kinds the twin does not serve, metrics other than
+//! `apiserver_request_total`, and any effect of a failing health check on other requests.
 
 mod api;
 mod controllers;
