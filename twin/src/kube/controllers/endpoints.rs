@@ -77,17 +77,19 @@ pub(crate) struct EndpointsSync {
 
 type Key = (String, String);
 
-/// One pass: re-sync the Services that changes since the last pass touch.
-pub(crate) fn reconcile(store: &mut Store, st: &mut EndpointsSync) {
+/// One pass: re-sync the Services that changes since the last pass touch. Returns how
+/// many it looked at.
+pub(crate) fn reconcile(store: &mut Store, st: &mut EndpointsSync) -> usize {
     let dirty = match st.synced.map(|rv| store.events_since(rv)) {
         Some(Ok(events)) => touched(store, &events),
         _ => everything(store),
     };
-    for key in dirty {
-        sync(store, &key);
+    for key in &dirty {
+        sync(store, key);
     }
     // The controller's own writes are done: the next pass starts after them.
     st.synced = Some(store.resource_version());
+    dirty.len()
 }
 
 fn everything(store: &Store) -> BTreeSet<Key> {
@@ -681,6 +683,40 @@ mod tests {
         reconcile(&mut s, &mut st);
         assert!(s.get(&gvr_endpoints(), "default", "web").is_none());
         assert!(managed_slices(&s, "default", "web").is_empty());
+    }
+
+    #[test]
+    fn a_pass_looks_only_at_the_services_a_change_touches() {
+        let mut s = Store::new("t".into());
+        let mut st = EndpointsSync::default();
+        for i in 0..200 {
+            s.create(
+                &gvr_services(),
+                "default",
+                json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": format!("svc-{i}")},
+                "spec": {"selector": {"app": format!("app-{i}")}, "ports": [{"port": 80}]}}),
+                false,
+            )
+            .unwrap();
+        }
+        // The first pass sees everything: 200 Services and `kubernetes`.
+        assert_eq!(reconcile(&mut s, &mut st), 201);
+        assert_eq!(reconcile(&mut s, &mut st), 0);
+        put_status(&mut s, pod("p", "app-7", "10.244.3.3", true));
+        assert_eq!(reconcile(&mut s, &mut st), 1);
+        assert_eq!(
+            s.get(&gvr_endpoints(), "default", "svc-7").unwrap()["subsets"][0]["addresses"][0]["ip"],
+            "10.244.3.3"
+        );
+        // Changes lost to a compaction mean a full resync, which still finds them.
+        put_status(&mut s, pod("q", "app-9", "10.244.3.4", true));
+        s.compact();
+        assert_eq!(reconcile(&mut s, &mut st), 201);
+        assert_eq!(
+            s.get(&gvr_endpoints(), "default", "svc-9").unwrap()["subsets"][0]["addresses"][0]["ip"],
+            "10.244.3.4"
+        );
     }
 
     #[test]

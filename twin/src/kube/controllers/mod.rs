@@ -118,7 +118,7 @@ pub(crate) fn reconcile(w: &mut World, clock: Clock) -> Option<Instant> {
     pods::schedule(store);
     pods::kubelet_pods(store, sim, clock);
     workloads::rollups(store);
-    endpoints::reconcile(store, &mut sim.endpoints);
+    let _synced = endpoints::reconcile(store, &mut sim.endpoints);
     wake.0
 }
 
