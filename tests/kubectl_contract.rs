@@ -142,6 +142,21 @@ fn is_age(age: &str) -> bool {
     (1..=2).contains(&parts)
 }
 
+/// Whether `r` is kubectl's RESTARTS cell: a count, `N (AGE ago)` when the last restart's
+/// time is known.
+fn is_restarts(r: &str) -> bool {
+    match r.split_once(' ') {
+        None => r.parse::<u32>().is_ok(),
+        Some((n, ago)) => {
+            n.parse::<u32>().is_ok_and(|n| n > 0)
+                && ago
+                    .strip_prefix('(')
+                    .and_then(|a| a.strip_suffix(" ago)"))
+                    .is_some_and(is_age)
+        }
+    }
+}
+
 fn assert_nodes(out: &str, cps: usize, workers: usize, not_ready: Option<&str>) -> Vec<String> {
     let (cols, rows) = parse_table(out);
     assert_eq!(cols, ["NAME", "STATUS", "ROLES", "AGE", "VERSION"], "{out}");
@@ -279,7 +294,8 @@ async fn real_kubectl_sees_a_talos_cluster() {
             );
         }
 
-        // kubectl get pods -n kube-system: every pod Running and Ready, nothing restarted.
+        // kubectl get pods -n kube-system: every pod Running with all containers ready;
+        // RESTARTS is a count, with the last restart's age when there was one.
         let pods = k.run(&["get", "pods", "-n", "kube-system"]);
         let (cols, rows) = parse_table(&pods);
         assert_eq!(
@@ -292,7 +308,11 @@ async fn real_kubectl_sees_a_talos_cluster() {
             let (ready, total) = r["READY"].split_once('/').unwrap();
             assert_eq!(ready, total, "{pods}");
             assert_eq!(r["STATUS"], "Running", "{pods}");
-            assert_eq!(r["RESTARTS"], "0", "{pods}");
+            assert!(
+                is_restarts(&r["RESTARTS"]),
+                "RESTARTS {:?}: {pods}",
+                r["RESTARTS"]
+            );
             assert!(is_age(&r["AGE"]), "{pods}");
         }
         let pods_wide = k.run(&["get", "pods", "-n", "kube-system", "-o", "wide"]);
@@ -411,6 +431,15 @@ fn tables_parse_by_header_columns() {
     );
     assert_eq!(rows[0]["OS-IMAGE"], "Talos (v1.11.5)");
     assert_eq!(rows[0]["NOMINATED NODE"], "<none>");
+    for (r, ok) in [
+        ("0", true),
+        ("5 (3m2s ago)", true),
+        ("5", false),
+        ("0 (1s ago)", false),
+        ("2 (x ago)", false),
+    ] {
+        assert_eq!(is_restarts(r), ok, "{r}");
+    }
     for (age, ok) in [
         ("5s", true),
         ("2m5s", true),
