@@ -6,6 +6,7 @@
 //! Kubernetes and Cilium come with the provisioning work; the twin's lab file names an Omni
 //! endpoint on loopback that nothing contacts yet.
 
+pub mod accounting;
 pub mod cilium;
 pub mod dns;
 pub mod faults;

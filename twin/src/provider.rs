@@ -136,9 +136,10 @@ pub async fn cni_physics(kube: std::sync::Arc<crate::kube::KubeTwin>) {
     }
 }
 
-/// A kube-rs client for the twin's own API server (as its components would have).
+/// A kube-rs client for the twin's own API server (as its components would have; their
+/// requests are not counted as client requests).
 pub async fn client_for(kube: &crate::kube::KubeTwin) -> Result<::kube::Client, String> {
-    let kc = ::kube::config::Kubeconfig::from_yaml(&kube.kubeconfig_yaml("twin", "system"))
+    let kc = ::kube::config::Kubeconfig::from_yaml(&kube.component_kubeconfig_yaml())
         .map_err(|e| e.to_string())?;
     let mut cfg = ::kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await

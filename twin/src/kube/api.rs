@@ -1,7 +1,8 @@
 //! The HTTP side of the twin's API server: bearer-token authentication, path routing
 //! (`/api/v1/...`, `/apis/{group}/{version}/...`, namespaced or not, `watch` prefixes,
-//! subresources), the verbs (reference §3, §4, §6), discovery, `/version` and the health
-//! endpoints, pod eviction and the service proxy.
+//! subresources), the verbs (reference §3, §4, §6), discovery, `/version`, the health
+//! endpoints ([`super::health`]), `/metrics` and request accounting ([`super::metrics`]),
+//! Table and metadata answers ([`super::table`]), pod eviction and the service proxy.
 //!
 //! Query strings are parsed leniently (kube-rs sends `?` and `?&`); every error is a
 //! `Status` object.
@@ -12,18 +13,20 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State as AxState};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use base64::Engine;
 use serde_json::{Value, json};
 
 use super::controllers::workloads_selects;
+use super::metrics::{self, RequestKey, ResourceRequest};
 use super::select::{FieldSelector, Filter, LabelSelector};
 use super::status::ApiError;
 use super::store::{Deleted, PatchKind, PatchOpts, Preconditions, Store, Sub};
+use super::table::{self, Format};
 use super::types::{Gvr, ResourceType, api_group, api_group_list, api_resource_list, api_versions};
 use super::watch::{self, WatchRequest};
-use super::{Shared, lock};
+use super::{Shared, health, lock, lock_health};
 
 /// The version the twin reports (`/version`, kubelets).
 pub const GIT_VERSION: &str = "v1.34.2";
@@ -56,12 +59,11 @@ fn error_response(e: &ApiError) -> Response {
     json_response(e.code, &e.to_status())
 }
 
-fn text_response(text: &'static str) -> Response {
+fn text_response(code: u16, text: String, content_type: &'static str) -> Response {
     let mut resp = Response::new(Body::from(text));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
@@ -75,8 +77,11 @@ fn version_doc() -> Value {
     })
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Auth {
     Ok,
+    /// One of the twin's own components: served, not counted.
+    Component,
     Missing,
     Bad,
 }
@@ -87,8 +92,62 @@ fn authenticate(sh: &Shared, headers: &HeaderMap) -> Auth {
     };
     match v.to_str().ok().and_then(|s| s.strip_prefix("Bearer ")) {
         Some(t) if t.trim() == sh.token => Auth::Ok,
+        Some(t) if t.trim() == sh.component_token => Auth::Component,
         _ => Auth::Bad,
     }
+}
+
+/// Path segments, percent-decoded.
+fn segments(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
+/// `(group, version, rest)` of `/api/{v}/...` and `/apis/{g}/{v}/...`.
+fn api_path<'a>(segs: &'a [&'a str]) -> Option<(&'a str, &'a str, &'a [&'a str])> {
+    match segs {
+        ["api", v, rest @ ..] => Some(("", v, rest)),
+        ["apis", g, v, rest @ ..] => Some((g, v, rest)),
+        _ => None,
+    }
+}
+
+/// The `apiserver_request_total` labels of a request (the code is set when answered).
+fn request_key(method: &Method, uri: &Uri, headers: &HeaderMap) -> RequestKey {
+    let segs = segments(uri.path());
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let rp = api_path(&segs)
+        .filter(|(_, _, rest)| !rest.is_empty())
+        .and_then(|(g, v, rest)| parse_resource_path(g, v, rest));
+    let Some(rp) = rp else {
+        return metrics::non_resource_key(method, uri.path());
+    };
+    let watch = rp.watch_prefix
+        || Query::<Vec<(String, String)>>::try_from_uri(uri).is_ok_and(|Query(q)| {
+            q.iter().any(|(k, v)| {
+                k == "watch" && !matches!(v.to_ascii_lowercase().as_str(), "0" | "false")
+            })
+        });
+    metrics::resource_key(
+        method,
+        headers,
+        &ResourceRequest {
+            group: &rp.gvr.group,
+            version: &rp.gvr.version,
+            plural: &rp.gvr.plural,
+            namespaced_collection: rp.namespace.is_some(),
+            named: rp.name.is_some(),
+            subresource: rp.sub.as_deref().unwrap_or(""),
+            watch,
+        },
+        metrics::dry_run_label(uri.query()),
+    )
 }
 
 fn is_public(path: &str) -> bool {
@@ -99,7 +158,8 @@ fn is_public(path: &str) -> bool {
             .any(|h| p == *h || p.starts_with(&format!("{h}/")))
 }
 
-/// The axum handler for every request.
+/// The axum handler for every request: answer it, then count it (unless one of the twin's
+/// own components sent it).
 pub(crate) async fn handle(
     AxState(sh): AxState<Arc<Shared>>,
     method: Method,
@@ -107,9 +167,29 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let auth = authenticate(&sh, &headers);
+    let key = request_key(&method, &uri, &headers);
+    let resp = respond(&sh, auth, method, uri, headers, body);
+    if auth != Auth::Component {
+        sh.requests.add(RequestKey {
+            code: resp.status().as_u16(),
+            ..key
+        });
+    }
+    resp
+}
+
+fn respond(
+    sh: &Arc<Shared>,
+    auth: Auth,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path().to_string();
-    match authenticate(&sh, &headers) {
-        Auth::Ok => {}
+    match auth {
+        Auth::Ok | Auth::Component => {}
         Auth::Missing if is_public(&path) => {}
         _ => return error_response(&ApiError::unauthorized()),
     }
@@ -117,22 +197,26 @@ pub(crate) async fn handle(
         Ok(Query(pairs)) => pairs.into_iter().collect(),
         Err(e) => return error_response(&ApiError::bad_request(format!("bad query string: {e}"))),
     };
-    if is_public(&path) {
-        return if path.starts_with("/version") {
-            json_response(200, &version_doc())
-        } else {
-            text_response("ok")
-        };
+    if let Some(a) = health::answer(&path, uri.query(), &lock_health(sh)) {
+        let mut resp = text_response(a.code, a.body, "text/plain; charset=utf-8");
+        resp.headers_mut().insert(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        );
+        return resp;
     }
-    let segs: Vec<String> = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .collect();
+    match path.trim_end_matches('/') {
+        "/version" => return json_response(200, &version_doc()),
+        "/metrics" => {
+            return text_response(
+                200,
+                metrics::render(&sh.requests.snapshot()),
+                "text/plain; version=0.0.4; charset=utf-8",
+            );
+        }
+        _ => {}
+    }
+    let segs = segments(&path);
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let (group, version, rest) = match segs.as_slice() {
         ["api"] => return json_response(200, &api_versions(&sh.server)),
@@ -143,9 +227,10 @@ pub(crate) async fn handle(
                 None => error_response(&ApiError::no_route()),
             };
         }
-        ["api", v, rest @ ..] => ("", *v, rest),
-        ["apis", g, v, rest @ ..] => (*g, *v, rest),
-        _ => return error_response(&ApiError::no_route()),
+        s => match api_path(s) {
+            Some(p) => p,
+            None => return error_response(&ApiError::no_route()),
+        },
     };
     if rest.is_empty() {
         return match api_resource_list(lock(&sh.world).store.types(), group, version) {
@@ -156,10 +241,27 @@ pub(crate) async fn handle(
     let Some(rp) = parse_resource_path(group, version, rest) else {
         return error_response(&ApiError::no_route());
     };
-    match resource(&sh, &method, rp, &q, &headers, &body) {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = match Format::negotiate(accept, q.get("includeObject").map(String::as_str)) {
+        Ok(f) if method == Method::GET && rp.sub.as_deref() != Some("proxy") => f,
+        Ok(_) => Format::Json,
+        Err(e) => return error_response(&e),
+    };
+    let gvr = rp.gvr.clone();
+    match resource(sh, &method, rp, &q, &headers, &body, &format) {
+        Ok(Reply::Json(code, v)) if format != Format::Json && code < 300 => {
+            let w = lock(&sh.world);
+            match w.store.resource_type(&gvr) {
+                Ok(rt) => json_response(
+                    code,
+                    &table::encode(&w.store, &rt, v, &format, chrono::Utc::now()),
+                ),
+                Err(e) => error_response(&e),
+            }
+        }
         Ok(Reply::Json(code, v)) => json_response(code, &v),
         Ok(Reply::Watch(req)) => {
-            let stream = watch::stream(Arc::clone(&sh), *req);
+            let stream = watch::stream(Arc::clone(sh), *req);
             let mut resp = Response::new(Body::from_stream(stream));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -242,6 +344,7 @@ fn resource(
     q: &Q,
     headers: &HeaderMap,
     body: &Bytes,
+    format: &Format,
 ) -> Result<Reply, ApiError> {
     let mut world = lock(&sh.world);
     let store = &mut world.store;
@@ -272,7 +375,7 @@ fn resource(
     let ns_opt = rp.namespace.as_deref();
     match (method.clone(), name) {
         (Method::GET, _) if watching => {
-            watch_request(rt, ns_opt, name, q).map(|w| Reply::Watch(Box::new(w)))
+            watch_request(rt, ns_opt, name, q, format).map(|w| Reply::Watch(Box::new(w)))
         }
         (Method::GET, None) => list(store, &rt, ns_opt, q).map(|v| Reply::Json(200, v)),
         (Method::GET, Some(n)) => store
@@ -466,6 +569,7 @@ fn watch_request(
     ns: Option<&str>,
     name: Option<&str>,
     q: &Q,
+    format: &Format,
 ) -> Result<WatchRequest, ApiError> {
     let since = match q.get("resourceVersion").map(String::as_str) {
         None | Some("") | Some("0") => None,
@@ -488,6 +592,7 @@ fn watch_request(
         bookmarks: flag(q, "allowWatchBookmarks"),
         initial_events: flag(q, "sendInitialEvents"),
         timeout,
+        format: format.clone(),
     })
 }
 

@@ -2,7 +2,8 @@
 //! start, speaking the wire format kube-rs 5 expects (`shared/reference/kubernetes-fake-server.md`:
 //! lists with `<Kind>List` and a resourceVersion, newline-delimited JSON watches with
 //! bookmarks and in-stream 410s, full `Status` errors, server-side apply, bearer-token
-//! auth), so the harness's real client runs against it unchanged.
+//! auth), so the harness's real client runs against it unchanged — and answering the real
+//! `kubectl` the way a v1.34 kube-apiserver of a Talos cluster does.
 //!
 //! Emulated: a generic object store for any group/version/kind ([`store`]), discovery
 //! ([`types`]), the verbs and the service proxy ([`api`]), watches ([`watch`]), and the
@@ -10,21 +11,44 @@
 //! kubelets renewing node Leases, the node lifecycle controller (Ready → `Unknown` and the
 //! unreachable taints after the 40 s grace period), taint-based eviction after
 //! `tolerationSeconds` (300 s by default), Deployments, ReplicaSets, DaemonSets, a
-//! scheduler and the garbage collector. Every emulated duration is multiplied by
-//! [`KubeSpec::time_scale`].
+//! scheduler, the garbage collector, and the Endpoints and EndpointSlice controllers with
+//! kube-apiserver's endpoints for `default/kubernetes` (one address per control plane, port
+//! 6443), re-syncing only the Services that changes touch. Every emulated duration is
+//! multiplied by [`KubeSpec::time_scale`].
+//!
+//! Also emulated, for clients other than kube-rs:
+//! - server-side printing ([`table`]): `meta.k8s.io/v1` (and `v1beta1`) `Table` answers to
+//!   lists, gets and watches with kube-apiserver's columns and cells for nodes, pods,
+//!   namespaces, services, endpoints, EndpointSlices, deployments, replica sets, daemon sets,
+//!   stateful sets, leases, config maps, secrets, service accounts and events, custom
+//!   resources' `additionalPrinterColumns`, `Name`/`Created At` for the rest,
+//!   `includeObject=None|Metadata|Object`; `PartialObjectMetadata(List)` for metadata clients;
+//! - `/healthz`, `/livez`, `/readyz` with `?verbose`, `?exclude=` and per-check paths, and
+//!   checks the twin can be told to fail ([`KubeTwin::fail_health_check`]; [`health`]);
+//! - request accounting ([`metrics`]): every client request counted with the labels of
+//!   `apiserver_request_total`, served as Prometheus text on `GET /metrics` and returned by
+//!   [`KubeTwin::request_counts`]. The twin's own kubelets and controllers act on the store
+//!   in-process and its HTTP components use [`KubeTwin::component_kubeconfig_yaml`]: neither
+//!   is counted.
 //!
 //! Not emulated: RBAC and admission webhooks, field-manager conflict detection in apply,
 //! strategic merge of lists by key, rolling updates (old ReplicaSets drop to zero at once),
-//! graceful pod termination (deletes are immediate), Endpoints/EndpointSlices, protobuf,
-//! aggregated discovery, YAML request bodies.
+//! graceful pod termination (deletes are immediate), the EndpointSlice mirroring controller
+//! (Services without a selector get no slices), topology hints, protobuf, aggregated
+//! discovery, YAML request bodies, YAML/protobuf answers (such Accept clauses are skipped),
+//! Table printers of kinds the twin does not serve, metrics other than
+//! `apiserver_request_total`, and any effect of a failing health check on other requests.
 
 mod api;
 mod controllers;
 mod defaults;
+mod health;
+mod metrics;
 mod patch;
 mod select;
 mod status;
 mod store;
+mod table;
 mod types;
 mod watch;
 
@@ -41,6 +65,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use api::GIT_VERSION;
+pub use metrics::{KubeRequestCounts, RequestKey};
 pub use status::ApiError;
 
 use crate::TwinError;
@@ -63,6 +88,13 @@ pub(crate) struct World {
 pub(crate) struct Shared {
     pub world: Mutex<World>,
     pub token: String,
+    /// The token of the twin's own components that talk HTTP (the CNI physics): their
+    /// requests are not counted.
+    pub component_token: String,
+    /// Client requests, as `apiserver_request_total` counts them.
+    pub requests: crate::accounting::Tally<RequestKey>,
+    /// Health checks the twin was told to fail.
+    pub health: Mutex<health::Failures>,
     pub time_scale: f64,
     /// `127.0.0.1:PORT`, for discovery documents.
     pub server: String,
@@ -73,6 +105,10 @@ pub(crate) struct Shared {
 
 pub(crate) fn lock(m: &Mutex<World>) -> MutexGuard<'_, World> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn lock_health(sh: &Shared) -> MutexGuard<'_, health::Failures> {
+    sh.health.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A running Kubernetes API server emulator.
@@ -126,6 +162,13 @@ impl KubeTwin {
                 sim: controllers::Sim::default(),
             }),
             token: spec.token,
+            component_token: {
+                use sha2::{Digest, Sha256};
+                let h = Sha256::digest(format!("component/{}", seed()).as_bytes());
+                h.iter().take(16).map(|b| format!("{b:02x}")).collect()
+            },
+            requests: crate::accounting::Tally::new(),
+            health: Mutex::new(health::Failures::default()),
             time_scale: spec.time_scale,
             server: addr.to_string(),
             stop: stopped.clone(),
@@ -167,6 +210,17 @@ impl KubeTwin {
     /// cluster, context and user entries, context namespace `default`, and the twin's
     /// certificate as `certificate-authority-data`.
     pub fn kubeconfig_yaml(&self, cluster: &str, user: &str) -> String {
+        self.kubeconfig_with(cluster, user, &self.shared.token)
+    }
+
+    /// A kubeconfig for the twin's own components that use the API over HTTP (as a node's
+    /// agents would): same shape, a token of their own, and their requests are not counted
+    /// in [`Self::request_counts`].
+    pub fn component_kubeconfig_yaml(&self) -> String {
+        self.kubeconfig_with("twin", "system", &self.shared.component_token)
+    }
+
+    fn kubeconfig_with(&self, cluster: &str, user: &str, token: &str) -> String {
         // A JSON string is a valid YAML double-quoted scalar.
         let q = |s: &str| serde_json::Value::from(s).to_string();
         let name = q(&format!("{cluster}-{user}"));
@@ -182,8 +236,35 @@ impl KubeTwin {
              users:\n\
              - name: {name}\n  user:\n    token: {token}\n",
             server = self.url(),
-            token = q(&self.shared.token),
+            token = q(token),
         )
+    }
+
+    /// Every client request counted so far, with the labels of kube-apiserver's
+    /// `apiserver_request_total` (also served as Prometheus text on `GET /metrics`). Only
+    /// HTTP requests from clients count: the twin's kubelets and controllers act on the
+    /// store in-process, and its HTTP components use [`Self::component_kubeconfig_yaml`].
+    pub fn request_counts(&self) -> KubeRequestCounts {
+        self.shared.requests.snapshot()
+    }
+
+    /// Make a health check of `/livez`, `/readyz` and `/healthz` fail (`etcd`, `log`,
+    /// `informer-sync`, `poststarthook/...`, `shutdown`): the endpoints then answer 500 with
+    /// `[-]NAME failed: reason withheld`, and `/readyz/NAME` with `reason`. A failing `etcd`
+    /// also fails `etcd-readiness`.
+    pub fn fail_health_check(&self, check: &str, reason: &str) -> Result<(), TwinError> {
+        if !health::known(check) {
+            return Err(TwinError::Inventory(format!(
+                "kube-apiserver has no health check named {check:?} (e.g. etcd, log, informer-sync, shutdown)"
+            )));
+        }
+        lock_health(&self.shared).fail(check, reason);
+        Ok(())
+    }
+
+    /// Let a check failed with [`Self::fail_health_check`] pass again.
+    pub fn heal_health_check(&self, check: &str) {
+        lock_health(&self.shared).heal(check);
     }
 
     /// Register a machine as a node: a Node object (NotReady until [`Self::set_cni_ready`])

@@ -140,6 +140,15 @@ pub fn builtin_types() -> Vec<ResourceType> {
         b("", "v1", "pods", "Pod", true, true, &["po"]),
         b("", "v1", "services", "Service", true, true, &["svc"]),
         b("", "v1", "endpoints", "Endpoints", true, false, &["ep"]),
+        b(
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+            "EndpointSlice",
+            true,
+            false,
+            &[],
+        ),
         b("", "v1", "configmaps", "ConfigMap", true, false, &["cm"]),
         b("", "v1", "secrets", "Secret", true, false, &[]),
         b(

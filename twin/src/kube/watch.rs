@@ -9,6 +9,11 @@
 //! periodically when `allowWatchBookmarks=true`, and after the initial events of a
 //! streaming list with the `k8s.io/initial-events-end` annotation. The stream ends after
 //! `timeoutSeconds` or when the twin stops.
+//!
+//! A watch that asked for a Table (`kubectl get -w`) gets each object as a one-row Table,
+//! the first one with the column definitions (`NoHeaders` afterwards, as kube-apiserver's
+//! watch encoder does); one that asked for metadata gets `PartialObjectMetadata`. ERROR
+//! events carry the Status unchanged.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -24,6 +29,7 @@ use tokio::time::Instant;
 use super::select::Filter;
 use super::status::ApiError;
 use super::store::{Event, EventType};
+use super::table::{Format, Printer, partial};
 use super::types::ResourceType;
 use super::{Shared, lock};
 
@@ -41,6 +47,8 @@ pub(crate) struct WatchRequest {
     pub bookmarks: bool,
     pub initial_events: bool,
     pub timeout: Option<Duration>,
+    /// How each event's object is encoded.
+    pub format: Format,
 }
 
 struct WatchState {
@@ -54,6 +62,9 @@ struct WatchState {
     deadline: Instant,
     bookmark_every: Duration,
     next_bookmark: Instant,
+    /// The type's printer, for Table watches.
+    printer: Option<Printer>,
+    headers_sent: bool,
 }
 
 fn line(kind: &str, object: &Value) -> Bytes {
@@ -64,15 +75,41 @@ fn line(kind: &str, object: &Value) -> Bytes {
 }
 
 impl WatchState {
-    fn bookmark(&self, initial_end: bool) -> Bytes {
+    /// One event line, its object encoded as the watch asked.
+    fn event(&mut self, kind: &str, object: &Value) -> Bytes {
+        match (&self.req.format, &self.printer) {
+            (Format::Metadata { group_version }, _) => line(kind, &partial(object, group_version)),
+            (
+                Format::Table {
+                    group_version,
+                    include,
+                },
+                Some(p),
+            ) if kind != "BOOKMARK" => {
+                let meta =
+                    json!({"resourceVersion": object["metadata"]["resourceVersion"].clone()});
+                let t = p.table(
+                    &[object],
+                    meta,
+                    *include,
+                    group_version,
+                    !self.headers_sent,
+                    chrono::Utc::now(),
+                );
+                self.headers_sent = true;
+                line(kind, &t)
+            }
+            _ => line(kind, object),
+        }
+    }
+
+    fn bookmark(&mut self, initial_end: bool) -> Bytes {
         let mut meta = json!({"resourceVersion": self.last_rv.to_string()});
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        line(
-            "BOOKMARK",
-            &json!({"kind": self.req.rt.kind, "apiVersion": self.req.rt.api_version(), "metadata": meta}),
-        )
+        let obj = json!({"kind": self.req.rt.kind, "apiVersion": self.req.rt.api_version(), "metadata": meta});
+        self.event("BOOKMARK", &obj)
     }
 
     fn in_scope(&self, obj: &Value) -> bool {
@@ -84,6 +121,9 @@ impl WatchState {
         let shared = Arc::clone(&self.shared);
         let world = lock(&shared.world);
         let store = &world.store;
+        if matches!(self.req.format, Format::Table { .. }) {
+            self.printer = Some(Printer::for_type(store, &self.req.rt));
+        }
         match self.req.since {
             Some(rv) if !self.req.initial_events => {
                 self.last_rv = rv;
@@ -98,7 +138,8 @@ impl WatchState {
                     &self.req.filter,
                 );
                 for o in objs {
-                    self.pending.push_back(line("ADDED", &o));
+                    let b = self.event("ADDED", &o);
+                    self.pending.push_back(b);
                 }
                 self.last_rv = store.resource_version();
                 if self.req.initial_events && self.req.bookmarks {
@@ -129,7 +170,8 @@ impl WatchState {
         for ev in events {
             self.last_rv = ev.rv;
             if let Some(kind) = self.translate(&ev) {
-                self.pending.push_back(line(kind, &ev.object));
+                let b = self.event(kind, &ev.object);
+                self.pending.push_back(b);
             }
         }
     }
@@ -180,6 +222,8 @@ pub(crate) fn stream(
         deadline,
         bookmark_every,
         next_bookmark: now + bookmark_every,
+        printer: None,
+        headers_sent: false,
     };
     st.changes.borrow_and_update();
     st.start();

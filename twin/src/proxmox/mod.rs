@@ -6,8 +6,10 @@
 //! consume host memory while running.
 //!
 //! The inventory is the real response bodies in `fixtures/twin/proxmox/` (see its README);
-//! physics and faults are applied on top when a response is rendered.
+//! physics and faults are applied on top when a response is rendered. Every client request
+//! is counted ([`ProxmoxTwin::request_counts`], [`requests`]).
 
+mod requests;
 mod state;
 
 use std::net::SocketAddr;
@@ -25,6 +27,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+pub use requests::{ProxmoxRequestCounts, RequestKey};
 pub use state::{CreatedVm, Inventory, VmPower, VmRequest};
 
 use crate::TwinError;
@@ -47,12 +50,14 @@ pub struct ProxmoxTwin {
     fingerprint: String,
     cert_pem: String,
     state: Arc<Mutex<state::State>>,
+    requests: Arc<crate::accounting::Tally<RequestKey>>,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 struct Shared {
     state: Arc<Mutex<state::State>>,
+    requests: Arc<crate::accounting::Tally<RequestKey>>,
     token_id: String,
     token_secret: String,
     time_scale: f64,
@@ -84,8 +89,10 @@ impl ProxmoxTwin {
         let addr = listener
             .local_addr()
             .map_err(|e| TwinError::Io("read the Proxmox twin address".into(), e))?;
+        let requests = Arc::new(crate::accounting::Tally::new());
         let shared = Arc::new(Shared {
             state: Arc::clone(&state),
+            requests: Arc::clone(&requests),
             token_id: spec.token_id,
             token_secret: spec.token_secret,
             time_scale: spec.time_scale,
@@ -117,6 +124,7 @@ impl ProxmoxTwin {
             fingerprint,
             cert_pem: cert.cert.pem(),
             state,
+            requests,
             stop,
             task,
         })
@@ -173,6 +181,12 @@ impl ProxmoxTwin {
         lock(&self.state).host_dns(node)
     }
 
+    /// Every client request so far, by method, path template and status; POST, PUT and
+    /// DELETE count as mutating.
+    pub fn request_counts(&self) -> ProxmoxRequestCounts {
+        self.requests.snapshot()
+    }
+
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
@@ -192,8 +206,33 @@ pub(crate) enum Answer {
     Bare(u16, String),
 }
 
+/// The axum handler: answer, then count the request.
 async fn handle(
     AxState(sh): AxState<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = match uri.path().strip_prefix("/api2/json") {
+        Some(p) => requests::template(p),
+        None => uri.path().to_string(),
+    };
+    let key = RequestKey {
+        method: method.as_str().to_string(),
+        path,
+        code: 0,
+    };
+    let resp = respond(&sh, method, uri, headers, body).await;
+    sh.requests.add(RequestKey {
+        code: resp.status().as_u16(),
+        ..key
+    });
+    resp
+}
+
+async fn respond(
+    sh: &Shared,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -202,7 +241,7 @@ async fn handle(
     let Some(path) = uri.path().strip_prefix("/api2/json") else {
         return render(Answer::Error(501, "no such uri".into(), None));
     };
-    match authenticate(&sh, &headers) {
+    match authenticate(sh, &headers) {
         Ok(()) => {}
         Err(reason) => {
             // Proxmox delays every unauthorized answer by 3 seconds.

@@ -5,11 +5,14 @@
 //! controllers and a scheduler.
 //!
 //! Each pass reconciles everything from the store's current state, writing only what
-//! differs, so passes are deterministic and converge. The loop wakes on every store change
+//! differs, so passes are deterministic and converge; the Endpoints/EndpointSlice
+//! controllers ([`endpoints`]) re-sync only the Services the changes since their last pass
+//! touch. The loop wakes on every store change
 //! and on every change to the emulated machines, and otherwise sleeps until the next
 //! time-driven event (a Lease renewal, a grace period or a toleration running out). All
 //! durations are Kubernetes' defaults multiplied by `time_scale`.
 
+mod endpoints;
 mod nodes;
 mod pods;
 mod workloads;
@@ -44,6 +47,8 @@ pub(crate) struct Sim {
     pub known_nodes: BTreeSet<String>,
     /// Pod IPs handed out per node.
     pub pod_ip_next: BTreeMap<String, u32>,
+    /// How far the Endpoints/EndpointSlice controllers have read the change history.
+    pub endpoints: endpoints::EndpointsSync,
 }
 
 /// Scaled durations.
@@ -113,6 +118,7 @@ pub(crate) fn reconcile(w: &mut World, clock: Clock) -> Option<Instant> {
     pods::schedule(store);
     pods::kubelet_pods(store, sim, clock);
     workloads::rollups(store);
+    let _synced = endpoints::reconcile(store, &mut sim.endpoints);
     wake.0
 }
 
