@@ -1,7 +1,7 @@
 //! The HTTP side of the twin's API server: bearer-token authentication, path routing
 //! (`/api/v1/...`, `/apis/{group}/{version}/...`, namespaced or not, `watch` prefixes,
 //! subresources), the verbs (reference §3, §4, §6), discovery, `/version` and the health
-//! endpoints, pod eviction and the service proxy.
+//! endpoints, pod eviction, and the routing of the pod and service proxies ([`super::proxy`]).
 //!
 //! Query strings are parsed leniently (kube-rs sends `?` and `?&`); every error is a
 //! `Status` object.
@@ -17,7 +17,6 @@ use axum::response::Response;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::controllers::workloads_selects;
 use super::select::{FieldSelector, Filter, LabelSelector};
 use super::status::ApiError;
 use super::store::{Deleted, PatchKind, PatchOpts, Preconditions, Store, Sub};
@@ -156,6 +155,9 @@ pub(crate) async fn handle(
     let Some(rp) = parse_resource_path(group, version, rest) else {
         return error_response(&ApiError::no_route());
     };
+    if let Some(req) = proxy_request(&rp, &path, &uri, &method, &headers, &body) {
+        return super::proxy::handle(&sh, req).await;
+    }
     match resource(&sh, &method, rp, &q, &headers, &body) {
         Ok(Reply::Json(code, v)) => json_response(code, &v),
         Ok(Reply::Watch(req)) => {
@@ -253,10 +255,6 @@ fn resource(
     let sub = match rp.sub.as_deref() {
         None => Sub::Main,
         Some("status") if rt.status => Sub::Status,
-        Some("proxy") if is_core(&rt, "services") => {
-            let name = rp.name.as_deref().unwrap_or_default();
-            return service_proxy(store, &ns, name, &rp.rest).map(|v| Reply::Json(200, v));
-        }
         Some("eviction") if is_core(&rt, "pods") && *method == Method::POST => {
             let name = rp.name.as_deref().unwrap_or_default();
             store.delete(&rt.gvr, &ns, name, &Preconditions::default(), dry_run(q))?;
@@ -491,35 +489,38 @@ fn watch_request(
     })
 }
 
-/// `/api/v1/namespaces/{ns}/services/{name}[:port]/proxy/{path}`: answered by the twin
-/// itself when the service selects a Running, Ready pod on a Ready node.
-fn service_proxy(store: &Store, ns: &str, name_port: &str, path: &str) -> Result<Value, ApiError> {
-    let parts: Vec<&str> = name_port.split(':').collect();
-    let name = match parts.as_slice() {
-        [scheme, n, _] if matches!(*scheme, "http" | "https") => *n,
-        [n, ..] => *n,
-        [] => "",
+/// A pod or service proxy request (`/api/v1/namespaces/{ns}/{pods|services}/{id}/proxy/…`),
+/// for [`super::proxy`].
+fn proxy_request<'a>(
+    rp: &'a ResPath,
+    path: &str,
+    uri: &'a Uri,
+    method: &'a Method,
+    headers: &'a HeaderMap,
+    body: &'a Bytes,
+) -> Option<super::proxy::ProxyRequest<'a>> {
+    let kind = match (rp.gvr.group.as_str(), rp.gvr.version.as_str(), rp.gvr.plural.as_str()) {
+        ("", "v1", "pods") => super::proxy::Kind::Pod,
+        ("", "v1", "services") => super::proxy::Kind::Service,
+        _ => return None,
     };
-    let svc_gvr = Gvr::new("", "v1", "services");
-    let svc = store
-        .get(&svc_gvr, ns, name)
-        .ok_or_else(|| ApiError::not_found(&svc_gvr, name))?;
-    let selector = &svc["spec"]["selector"];
-    let pod = super::controllers::active_pods(store, ns)
-        .into_iter()
-        .filter(|p| workloads_selects(selector, p))
-        .find(|p| super::controllers::pod_ready(p) && super::controllers::on_ready_node(store, p));
-    match pod {
-        Some(p) => Ok(json!({
-            "service": name,
-            "namespace": ns,
-            "path": format!("/{path}"),
-            "served_by": p["metadata"]["name"],
-        })),
-        None => Err(ApiError::service_unavailable(format!(
-            "no endpoints available for service \"{name}\""
-        ))),
+    if rp.sub.as_deref() != Some("proxy") || rp.watch_prefix {
+        return None;
     }
+    let mut target = format!("/{}", rp.rest);
+    if path.ends_with('/') && !rp.rest.is_empty() {
+        target.push('/');
+    }
+    Some(super::proxy::ProxyRequest {
+        kind,
+        namespace: rp.namespace.as_deref()?,
+        id: rp.name.as_deref()?,
+        path: target,
+        query: uri.query().unwrap_or_default(),
+        method,
+        headers,
+        body,
+    })
 }
 
 #[cfg(test)]

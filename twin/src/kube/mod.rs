@@ -21,7 +21,10 @@
 mod api;
 mod controllers;
 mod defaults;
+mod net;
+mod netexec;
 mod patch;
+mod proxy;
 mod select;
 mod status;
 mod store;
@@ -52,6 +55,29 @@ pub struct KubeSpec {
     pub token: String,
     /// Multiplies every emulated duration (Lease renewal, grace period, tolerations).
     pub time_scale: f64,
+}
+
+/// Faults of the Kubernetes twin (`twin::faults::Fault` names them and says who catches them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeFault {
+    /// One CoreDNS replica (the first whose containers start) crash-loops: CoreDNS's `loop`
+    /// plugin exits 1 about 2 s after every start, and the kubelet backs off.
+    CrashLoopPod,
+    /// The first worker to join never turns Ready: its Cilium agent runs but the kubelet
+    /// never finds the CNI configuration (`NetworkPluginNotReady … cni config
+    /// uninitialized`), so it keeps the `not-ready` taints and takes no pods.
+    NodeNeverReady,
+    /// Pod traffic between the first two workers to join is dropped (e.g. VXLAN blocked
+    /// between their hosts): connections between their pods time out.
+    CrossNodeDrop,
+}
+
+/// What the Kubernetes twin's faults act on (see [`KubeTwin::fault_targets`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultTargets {
+    pub crash_pod: Option<String>,
+    pub never_ready_node: Option<String>,
+    pub dropped_between: Option<(String, String)>,
 }
 
 /// Everything behind the lock: the objects and the emulated machines.
@@ -221,15 +247,52 @@ impl KubeTwin {
         Ok(())
     }
 
-    /// Start or stop the node's kubelet (a stopped VM stops heartbeating).
+    /// Start or stop the node's kubelet (a stopped VM stops heartbeating). A kubelet that
+    /// comes back runs in a new boot: its pods' containers restart.
     pub fn set_kubelet_alive(&self, name: &str, alive: bool) -> Result<(), TwinError> {
         self.with_node(name, |n| {
             if alive && !n.alive {
                 // A restarted kubelet renews its Lease at once.
                 n.last_renew = None;
+                n.boot += 1;
+            }
+            if !alive && n.alive {
+                n.died_at = Some(store::now_time());
             }
             n.alive = alive;
         })
+    }
+
+    /// Switch one of the Kubernetes twin's faults on or off.
+    pub fn set_fault(&self, fault: KubeFault, on: bool) {
+        let mut w = lock(&self.shared.world);
+        let f = &mut w.sim.faults;
+        match fault {
+            KubeFault::CrashLoopPod => f.crashloop = on,
+            KubeFault::NodeNeverReady => f.node_never_ready = on,
+            KubeFault::CrossNodeDrop => f.cross_node_drop = on,
+        }
+        drop(w);
+        self.shared.poke.notify_one();
+    }
+
+    /// What the faults act on so far: the crash-looping pod, the never-Ready node, the two
+    /// nodes between which pod traffic is dropped.
+    pub fn fault_targets(&self) -> FaultTargets {
+        let w = lock(&self.shared.world);
+        let pods = types::Gvr::new("", "v1", "pods");
+        let crash_pod = w.sim.crash_victim.as_ref().and_then(|uid| {
+            w.store
+                .list(&pods, Some("kube-system"), &select::Filter::default())
+                .into_iter()
+                .find(|p| p["metadata"]["uid"] == uid.as_str())
+                .and_then(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        });
+        FaultTargets {
+            crash_pod,
+            never_ready_node: w.sim.never_ready.clone(),
+            dropped_between: w.sim.dropped.clone(),
+        }
     }
 
     /// Whether the node's CNI is configured (the Cilium agent runs there).
