@@ -157,7 +157,10 @@ struct Values<'a>(&'a BTreeMap<String, String>);
 
 impl Values<'_> {
     fn get(&self, k: &str, default: &str) -> String {
-        self.0.get(k).cloned().unwrap_or_else(|| default.to_string())
+        self.0
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
     }
     fn on(&self, k: &str, default: bool) -> bool {
         self.0.get(k).map_or(default, |v| v == "true")
@@ -189,10 +192,12 @@ fn render_chart(values: &BTreeMap<String, String>, ignore_mtu: bool) -> Result<V
     if kpr != "true" && kpr != "false" {
         return Err("kubeProxyReplacement must be explicitly set to a valid value (true or false) to continue.".into());
     }
-    let replicas: u32 = v
-        .get("operator.replicas", "2")
-        .parse()
-        .map_err(|_| format!("operator.replicas: {:?} is not a number", v.get("operator.replicas", "")))?;
+    let replicas: u32 = v.get("operator.replicas", "2").parse().map_err(|_| {
+        format!(
+            "operator.replicas: {:?} is not a number",
+            v.get("operator.replicas", "")
+        )
+    })?;
     let image = format!("quay.io/cilium/cilium:v{VERSION}");
     let gateway = v.on("gatewayAPI.enabled", false);
 
@@ -208,7 +213,11 @@ fn render_chart(values: &BTreeMap<String, String>, ignore_mtu: bool) -> Result<V
     put("cluster-name", v.get("cluster.name", "default"));
     put("routing-mode", v.get("routingMode", "tunnel"));
     put("tunnel-protocol", v.get("tunnelProtocol", "vxlan"));
-    let mtu = if ignore_mtu { "0".to_string() } else { v.get("MTU", "0") };
+    let mtu = if ignore_mtu {
+        "0".to_string()
+    } else {
+        v.get("MTU", "0")
+    };
     if mtu != "0" && !mtu.is_empty() {
         put("mtu", mtu);
     }
@@ -217,19 +226,31 @@ fn render_chart(values: &BTreeMap<String, String>, ignore_mtu: bool) -> Result<V
     put("enable-hubble", v.get("hubble.enabled", "true"));
     put("external-envoy-proxy", v.get("envoy.enabled", "true"));
     put("cni-exclusive", "true".into());
-    put("write-cni-conf-when-ready", "/host/etc/cni/net.d/05-cilium.conflist".into());
+    put(
+        "write-cni-conf-when-ready",
+        "/host/etc/cni/net.d/05-cilium.conflist".into(),
+    );
     if gateway {
         let alpn = v.on("gatewayAPI.enableAlpn", false);
         put("enable-envoy-config", "true".into());
         put("enable-gateway-api", "true".into());
         put("enable-gateway-api-secrets-sync", "true".into());
-        put("enable-gateway-api-proxy-protocol", v.get("gatewayAPI.enableProxyProtocol", "false"));
-        put("enable-gateway-api-app-protocol", (alpn || v.on("gatewayAPI.enableAppProtocol", false)).to_string());
+        put(
+            "enable-gateway-api-proxy-protocol",
+            v.get("gatewayAPI.enableProxyProtocol", "false"),
+        );
+        put(
+            "enable-gateway-api-app-protocol",
+            (alpn || v.on("gatewayAPI.enableAppProtocol", false)).to_string(),
+        );
         put("enable-gateway-api-alpn", alpn.to_string());
         put("gateway-api-secrets-namespace", "cilium-secrets".into());
     }
     let auto_mount = v.on("cgroup.autoMount.enabled", true);
-    put("cgroup-root", v.get("cgroup.hostRoot", "/run/cilium/cgroupv2"));
+    put(
+        "cgroup-root",
+        v.get("cgroup.hostRoot", "/run/cilium/cgroupv2"),
+    );
 
     let mut env = vec![
         json!({"name": "K8S_NODE_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}}),
@@ -237,11 +258,26 @@ fn render_chart(values: &BTreeMap<String, String>, ignore_mtu: bool) -> Result<V
     ];
     if let Some(h) = values.get("k8sServiceHost") {
         env.push(json!({"name": "KUBERNETES_SERVICE_HOST", "value": h}));
-        env.push(json!({"name": "KUBERNETES_SERVICE_PORT", "value": v.get("k8sServicePort", "6443")}));
+        env.push(
+            json!({"name": "KUBERNETES_SERVICE_PORT", "value": v.get("k8sServicePort", "6443")}),
+        );
     }
     let agent_caps = v.list(
         "securityContext.capabilities.ciliumAgent",
-        &["CHOWN", "KILL", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "SYS_MODULE", "SYS_ADMIN", "SYS_RESOURCE", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
+        &[
+            "CHOWN",
+            "KILL",
+            "NET_ADMIN",
+            "NET_RAW",
+            "IPC_LOCK",
+            "SYS_MODULE",
+            "SYS_ADMIN",
+            "SYS_RESOURCE",
+            "DAC_OVERRIDE",
+            "FOWNER",
+            "SETGID",
+            "SETUID",
+        ],
     );
     let clean_caps = v.list(
         "securityContext.capabilities.cleanCiliumState",
@@ -254,14 +290,32 @@ fn render_chart(values: &BTreeMap<String, String>, ignore_mtu: bool) -> Result<V
     };
     let mut init_containers = vec![init("config", vec!["cilium-dbg", "build-config"], vec![])];
     if auto_mount {
-        init_containers.push(init("mount-cgroup", vec!["sh", "-ec"], vec!["SYS_ADMIN".into(), "SYS_CHROOT".into(), "SYS_PTRACE".into()]));
+        init_containers.push(init(
+            "mount-cgroup",
+            vec!["sh", "-ec"],
+            vec!["SYS_ADMIN".into(), "SYS_CHROOT".into(), "SYS_PTRACE".into()],
+        ));
     }
-    init_containers.push(init("apply-sysctl-overwrites", vec!["sh", "-ec"], vec!["SYS_ADMIN".into(), "SYS_CHROOT".into(), "SYS_PTRACE".into()]));
+    init_containers.push(init(
+        "apply-sysctl-overwrites",
+        vec!["sh", "-ec"],
+        vec!["SYS_ADMIN".into(), "SYS_CHROOT".into(), "SYS_PTRACE".into()],
+    ));
     init_containers.push(init("mount-bpf-fs", vec!["/bin/bash", "-c", "--"], vec![]));
-    init_containers.push(init("clean-cilium-state", vec!["/init-container.sh"], clean_caps));
-    init_containers.push(init("install-cni-binaries", vec!["/install-plugin.sh"], vec![]));
-    let probe = |failures: i64| json!({"httpGet": {"host": "127.0.0.1", "path": "/healthz", "port": 9879, "scheme": "HTTP",
-        "httpHeaders": [{"name": "brief", "value": "true"}]}, "failureThreshold": failures, "periodSeconds": 2, "successThreshold": 1});
+    init_containers.push(init(
+        "clean-cilium-state",
+        vec!["/init-container.sh"],
+        clean_caps,
+    ));
+    init_containers.push(init(
+        "install-cni-binaries",
+        vec!["/install-plugin.sh"],
+        vec![],
+    ));
+    let probe = |failures: i64| {
+        json!({"httpGet": {"host": "127.0.0.1", "path": "/healthz", "port": 9879, "scheme": "HTTP",
+        "httpHeaders": [{"name": "brief", "value": "true"}]}, "failureThreshold": failures, "periodSeconds": 2, "successThreshold": 1})
+    };
     let os_linux = json!({"kubernetes.io/os": "linux"});
     let agent_labels = json!({"k8s-app": "cilium", "app.kubernetes.io/part-of": "cilium", "app.kubernetes.io/name": "cilium-agent"});
     let agent = json!({
@@ -332,13 +386,25 @@ fn render_chart(values: &BTreeMap<String, String>, ignore_mtu: bool) -> Result<V
     let op_labels = json!({"io.cilium/app": "operator", "name": "cilium-operator",
         "app.kubernetes.io/part-of": "cilium", "app.kubernetes.io/name": "cilium-operator"});
     // With one replica the chart lets an update take the only operator down.
-    let max_unavailable = if replicas == 1 { json!("100%") } else { json!("50%") };
+    let max_unavailable = if replicas == 1 {
+        json!("100%")
+    } else {
+        json!("50%")
+    };
     let mut op_env = vec![
         json!({"name": "K8S_NODE_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}}),
         json!({"name": "CILIUM_K8S_NAMESPACE", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}}),
         json!({"name": "CILIUM_DEBUG", "valueFrom": {"configMapKeyRef": {"key": "debug", "name": "cilium-config", "optional": true}}}),
     ];
-    op_env.extend(env.iter().filter(|e| e["name"].as_str().is_some_and(|n| n.starts_with("KUBERNETES_"))).cloned());
+    op_env.extend(
+        env.iter()
+            .filter(|e| {
+                e["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("KUBERNETES_"))
+            })
+            .cloned(),
+    );
     let operator = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "cilium-operator", "namespace": NAMESPACE, "labels": op_labels},
@@ -412,7 +478,9 @@ async fn install(args: &[String], shim: &Shim) -> Result<i32, String> {
         println!("ℹ️  Cilium will fully replace all functionalities of kube-proxy");
     }
     for obj in objs {
-        kube.apply(&obj, "cilium-cli").await.map_err(|e| e.to_string())?;
+        kube.apply(&obj, "cilium-cli")
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(0)
 }
@@ -494,7 +562,13 @@ impl Status {
         self.errors
             .values()
             .flat_map(|m| m.values())
-            .map(|c| if warnings { c.warnings.len() } else { c.errors.len() })
+            .map(|c| {
+                if warnings {
+                    c.warnings.len()
+                } else {
+                    c.errors.len()
+                }
+            })
             .sum()
     }
     fn ready(&self, ignore_warnings: bool) -> bool {
@@ -534,7 +608,13 @@ const MAGENTA: &str = "\x1b[35m";
 const CYAN: &str = "\x1b[36m";
 const RESET: &str = "\x1b[0m";
 
-fn state_count(kind: &str, desired: i64, ready: i64, available: i64, unavailable: i64) -> PodStateCount {
+fn state_count(
+    kind: &str,
+    desired: i64,
+    ready: i64,
+    available: i64,
+    unavailable: i64,
+) -> PodStateCount {
     PodStateCount {
         Type: kind.into(),
         Desired: desired,
@@ -554,25 +634,53 @@ async fn daemon_set_status(c: &kube::Client, s: &mut Status, name: &str) -> Resu
         return Ok(true);
     };
     let st = ds.status.clone().unwrap_or_default();
-    let (desired, ready) = (i64::from(st.desired_number_scheduled), i64::from(st.number_ready));
+    let (desired, ready) = (
+        i64::from(st.desired_number_scheduled),
+        i64::from(st.number_ready),
+    );
     let unavailable = i64::from(st.number_unavailable.unwrap_or(0));
     s.pod_state.insert(
         name.into(),
-        state_count("DaemonSet", desired, ready, i64::from(st.number_available.unwrap_or(0)), unavailable),
+        state_count(
+            "DaemonSet",
+            desired,
+            ready,
+            i64::from(st.number_available.unwrap_or(0)),
+            unavailable,
+        ),
     );
     let not_ready = desired - ready;
     if not_ready > 0 {
-        s.error(name, name, format!("{not_ready} pods of DaemonSet {name} are not ready"));
+        s.error(
+            name,
+            name,
+            format!("{not_ready} pods of DaemonSet {name} are not ready"),
+        );
     }
     if unavailable - not_ready > 0 {
-        s.warning(name, name, format!("{} pods of DaemonSet {name} are not available", unavailable - not_ready));
+        s.warning(
+            name,
+            name,
+            format!(
+                "{} pods of DaemonSet {name} are not available",
+                unavailable - not_ready
+            ),
+        );
     }
     if ds.metadata.generation != st.observed_generation {
-        s.error(name, name, format!("daemonset {name} is updated but rollout has not started"));
+        s.error(
+            name,
+            name,
+            format!("daemonset {name} is updated but rollout has not started"),
+        );
     }
     let updated = i64::from(st.updated_number_scheduled.unwrap_or(0));
     if updated < desired {
-        s.error(name, name, format!("daemonset {name} is rolling out - {updated} out of {desired} pods updated"));
+        s.error(
+            name,
+            name,
+            format!("daemonset {name} is rolling out - {updated} out of {desired} pods updated"),
+        );
     }
     Ok(false)
 }
@@ -599,16 +707,29 @@ async fn deployment_status(c: &kube::Client, s: &mut Status, name: &str) -> Resu
     s.pod_state.insert(name.into(), count);
     // cilium-cli says "DaemonSet" here too.
     if not_ready > 0 {
-        s.error(name, name, format!("{not_ready} pods of DaemonSet {name} are not ready"));
+        s.error(
+            name,
+            name,
+            format!("{not_ready} pods of DaemonSet {name} are not ready"),
+        );
     }
     if unavailable > 0 {
-        s.warning(name, name, format!("{unavailable} pods of DaemonSet {name} are not available"));
+        s.warning(
+            name,
+            name,
+            format!("{unavailable} pods of DaemonSet {name} are not available"),
+        );
     }
     Ok(false)
 }
 
 /// `podStatus`: phases and images of the pods matching `selector`.
-async fn pod_status(c: &kube::Client, s: &mut Status, name: &str, selector: &str) -> Result<Vec<Pod>, String> {
+async fn pod_status(
+    c: &kube::Client,
+    s: &mut Status,
+    name: &str,
+    selector: &str,
+) -> Result<Vec<Pod>, String> {
     let pods = Api::<Pod>::namespaced(c.clone(), NAMESPACE)
         .list(&ListParams::default().labels(selector))
         .await
@@ -616,7 +737,11 @@ async fn pod_status(c: &kube::Client, s: &mut Status, name: &str, selector: &str
         .items;
     let (mut phases, mut images) = (BTreeMap::new(), BTreeMap::new());
     for p in &pods {
-        let phase = p.status.as_ref().and_then(|st| st.phase.clone()).unwrap_or_default();
+        let phase = p
+            .status
+            .as_ref()
+            .and_then(|st| st.phase.clone())
+            .unwrap_or_default();
         *phases.entry(phase.clone()).or_insert(0) += 1;
         let pod_name = p.metadata.name.clone().unwrap_or_default();
         match phase.as_str() {
@@ -626,13 +751,19 @@ async fn pod_status(c: &kube::Client, s: &mut Status, name: &str, selector: &str
                 s.error(
                     name,
                     &pod_name,
-                    format!("pod has failed: {} - {}", st.reason.unwrap_or_default(), st.message.unwrap_or_default()),
+                    format!(
+                        "pod has failed: {} - {}",
+                        st.reason.unwrap_or_default(),
+                        st.message.unwrap_or_default()
+                    ),
                 );
             }
             _ => {}
         }
         for ctr in p.spec.iter().flat_map(|sp| sp.containers.iter()) {
-            *images.entry(ctr.image.clone().unwrap_or_default()).or_insert(0) += 1;
+            *images
+                .entry(ctr.image.clone().unwrap_or_default())
+                .or_insert(0) += 1;
         }
     }
     s.phase_count.insert(name.into(), phases);
@@ -691,9 +822,7 @@ async fn collect(kube: &harness::kube::KubeClient) -> Status {
         match deployment_status(&c, &mut s, name).await {
             Ok(disabled) => {
                 s.entry(name, name).disabled = disabled;
-                if !disabled
-                    && let Err(e) = pod_status(&c, &mut s, name, selector).await
-                {
+                if !disabled && let Err(e) = pod_status(&c, &mut s, name, selector).await {
                     s.collection_errors.push(e);
                 }
             }
@@ -705,7 +834,9 @@ async fn collect(kube: &harness::kube::KubeClient) -> Status {
     }
     // The cluster's pods: all (outside the host network), and those Cilium manages (its
     // CiliumEndpoints: pods with an address on a node where the agent runs).
-    let all = Api::<Pod>::all(c.clone()).list(&ListParams::default()).await;
+    let all = Api::<Pod>::all(c.clone())
+        .list(&ListParams::default())
+        .await;
     let kpr = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(c.clone(), NAMESPACE)
         .get_opt("cilium-config")
         .await
@@ -721,14 +852,26 @@ async fn collect(kube: &harness::kube::KubeClient) -> Status {
                 .filter_map(|p| p.spec.as_ref()?.node_name.clone())
                 .collect();
             if let Ok(all) = &all {
-                let pods = all.items.iter().filter(|p| p.spec.as_ref().is_some_and(|sp| sp.host_network != Some(true)));
+                let pods = all.items.iter().filter(|p| {
+                    p.spec
+                        .as_ref()
+                        .is_some_and(|sp| sp.host_network != Some(true))
+                });
                 s.pods_count.all = pods.clone().count() as i64;
                 s.pods_count.by_cilium = pods
                     .filter(|p| p.status.as_ref().is_some_and(|st| st.pod_ip.is_some()))
-                    .filter(|p| p.spec.as_ref().and_then(|sp| sp.node_name.as_ref()).is_some_and(|n| agent_nodes.contains(n)))
+                    .filter(|p| {
+                        p.spec
+                            .as_ref()
+                            .and_then(|sp| sp.node_name.as_ref())
+                            .is_some_and(|n| agent_nodes.contains(n))
+                    })
                     .count() as i64;
             }
-            for p in agents.iter().filter(|p| p.status.as_ref().and_then(|st| st.phase.as_deref()) == Some("Running")) {
+            for p in agents
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|st| st.phase.as_deref()) == Some("Running"))
+            {
                 let pod_name = p.metadata.name.clone().unwrap_or_default();
                 let cs = p
                     .status
@@ -736,12 +879,18 @@ async fn collect(kube: &harness::kube::KubeClient) -> Status {
                     .and_then(|st| st.container_statuses.as_ref())
                     .and_then(|v| v.iter().find(|c| c.name == "cilium-agent"));
                 if cs.is_some_and(|c| c.state.as_ref().is_some_and(|st| st.running.is_some())) {
-                    s.cilium_status.insert(pod_name, agent_status_response(&kpr));
+                    s.cilium_status
+                        .insert(pod_name, agent_status_response(&kpr));
                     continue;
                 }
                 let mut desc = "is not running".to_string();
                 if let Some(c) = cs {
-                    if c.state.as_ref().and_then(|st| st.waiting.as_ref()).and_then(|w| w.reason.as_deref()) == Some("CrashLoopBackOff") {
+                    if c.state
+                        .as_ref()
+                        .and_then(|st| st.waiting.as_ref())
+                        .and_then(|w| w.reason.as_deref())
+                        == Some("CrashLoopBackOff")
+                    {
                         desc = "is in CrashLoopBackOff".into();
                     }
                     if let Some(t) = c.last_state.as_ref().and_then(|st| st.terminated.as_ref()) {
@@ -777,24 +926,46 @@ fn format_state(c: &PodStateCount) -> String {
         items.push(format!("Ready: {color}{}/{}{RESET}", c.Ready, c.Desired));
     }
     if c.Available > 0 {
-        items.push(format!("Available: {color}{}/{}{RESET}", c.Available, c.Desired));
+        items.push(format!(
+            "Available: {color}{}/{}{RESET}",
+            c.Available, c.Desired
+        ));
     }
     if c.Unavailable > 0 {
-        items.push(format!("Unavailable: {RED}{}/{}{RESET}", c.Unavailable, c.Desired));
+        items.push(format!(
+            "Unavailable: {RED}{}/{}{RESET}",
+            c.Unavailable, c.Desired
+        ));
     }
     items.join(", ")
 }
 
 /// `Status.Format`, through a Go `tabwriter` (padding 4); maps in key order.
 fn format_status(s: &Status) -> String {
-    let envoy = s.summary("cilium-envoy").replace("disabled", "disabled (using embedded mode)");
+    let envoy = s
+        .summary("cilium-envoy")
+        .replace("disabled", "disabled (using embedded mode)");
     let mut out = String::new();
     out.push_str(&format!("{YELLOW}    /¯¯\\\n"));
-    out.push_str(&format!("{CYAN} /¯¯{YELLOW}\\__/{GREEN}¯¯\\{RESET}\tCilium:\t{}\n", s.summary("cilium")));
-    out.push_str(&format!("{CYAN} \\__{RED}/¯¯\\{GREEN}__/{RESET}\tOperator:\t{}\n", s.summary("cilium-operator")));
-    out.push_str(&format!("{GREEN} /¯¯{RED}\\__/{MAGENTA}¯¯\\{RESET}\tEnvoy DaemonSet:\t{envoy}\n"));
-    out.push_str(&format!("{GREEN} \\__{BLUE}/¯¯\\{MAGENTA}__/{RESET}\tHubble Relay:\t{}\n", s.summary("hubble-relay")));
-    out.push_str(&format!("{BLUE}{BLUE}{BLUE}    \\__/{RESET}\tClusterMesh:\t{}\n", s.summary("clustermesh-apiserver")));
+    out.push_str(&format!(
+        "{CYAN} /¯¯{YELLOW}\\__/{GREEN}¯¯\\{RESET}\tCilium:\t{}\n",
+        s.summary("cilium")
+    ));
+    out.push_str(&format!(
+        "{CYAN} \\__{RED}/¯¯\\{GREEN}__/{RESET}\tOperator:\t{}\n",
+        s.summary("cilium-operator")
+    ));
+    out.push_str(&format!(
+        "{GREEN} /¯¯{RED}\\__/{MAGENTA}¯¯\\{RESET}\tEnvoy DaemonSet:\t{envoy}\n"
+    ));
+    out.push_str(&format!(
+        "{GREEN} \\__{BLUE}/¯¯\\{MAGENTA}__/{RESET}\tHubble Relay:\t{}\n",
+        s.summary("hubble-relay")
+    ));
+    out.push_str(&format!(
+        "{BLUE}{BLUE}{BLUE}    \\__/{RESET}\tClusterMesh:\t{}\n",
+        s.summary("clustermesh-apiserver")
+    ));
     out.push('\n');
     for (name, st) in &s.pod_state {
         out.push_str(&format!("{}\t{name}\t{}\n", st.Type, format_state(st)));
@@ -851,7 +1022,14 @@ fn tabwriter(text: &str, padding: usize) -> String {
     out
 }
 
-fn format_block(lines: &[Vec<&str>], mut line0: usize, line1: usize, widths: &mut Vec<usize>, padding: usize, out: &mut String) {
+fn format_block(
+    lines: &[Vec<&str>],
+    mut line0: usize,
+    line1: usize,
+    widths: &mut Vec<usize>,
+    padding: usize,
+    out: &mut String,
+) {
     let column = widths.len();
     let mut this = line0;
     while this < line1 {
@@ -931,11 +1109,15 @@ async fn status(args: &[String], shim: &Shim) -> Result<i32, String> {
             "--ignore-warnings" => ignore_warnings = true,
             "--wait-duration" => {
                 let v = it.next().ok_or("--wait-duration needs a value")?;
-                wait_for = parse_go_duration(v).ok_or_else(|| format!("invalid argument {v:?} for \"--wait-duration\" flag"))?;
+                wait_for = parse_go_duration(v).ok_or_else(|| {
+                    format!("invalid argument {v:?} for \"--wait-duration\" flag")
+                })?;
             }
             other if other.starts_with("--wait-duration=") => {
                 let v = &other["--wait-duration=".len()..];
-                wait_for = parse_go_duration(v).ok_or_else(|| format!("invalid argument {v:?} for \"--wait-duration\" flag"))?;
+                wait_for = parse_go_duration(v).ok_or_else(|| {
+                    format!("invalid argument {v:?} for \"--wait-duration\" flag")
+                })?;
             }
             other if other.starts_with("--output=") || other == "--interactive=false" => {}
             other => return Err(format!("unknown flag: {other}")),
@@ -947,7 +1129,9 @@ async fn status(args: &[String], shim: &Shim) -> Result<i32, String> {
     while wait && !s.ready(ignore_warnings) {
         if tokio::time::Instant::now() >= deadline {
             eprint!("{}", format_status(&s));
-            eprintln!("\n❌ Unable to determine status:  timeout while waiting for status to become successful: context deadline exceeded");
+            eprintln!(
+                "\n❌ Unable to determine status:  timeout while waiting for status to become successful: context deadline exceeded"
+            );
             return Ok(1);
         }
         // defaults.WaitRetryInterval
@@ -968,7 +1152,10 @@ async fn status(args: &[String], shim: &Shim) -> Result<i32, String> {
         print!("{}", format_status(&s));
     }
     if !s.collection_errors.is_empty() {
-        return Err(format!("status check failed: [{}]", s.collection_errors.join(", ")));
+        return Err(format!(
+            "status check failed: [{}]",
+            s.collection_errors.join(", ")
+        ));
     }
     Ok(0)
 }
@@ -1023,15 +1210,43 @@ mod tests {
         let agent = &find(&objs, "DaemonSet", "cilium")["spec"]["template"]["spec"];
         let c = &agent["containers"][0];
         assert_eq!(c["name"], "cilium-agent");
-        let env: Vec<&Value> = c["env"].as_array().unwrap().iter().filter(|e| e.get("value").is_some()).collect();
-        assert_eq!(env[0], &json!({"name": "KUBERNETES_SERVICE_HOST", "value": "localhost"}));
-        assert_eq!(env[1], &json!({"name": "KUBERNETES_SERVICE_PORT", "value": "7445"}));
-        assert_eq!(c["securityContext"]["capabilities"]["add"].as_array().unwrap().len(), 11);
+        let env: Vec<&Value> = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e.get("value").is_some())
+            .collect();
+        assert_eq!(
+            env[0],
+            &json!({"name": "KUBERNETES_SERVICE_HOST", "value": "localhost"})
+        );
+        assert_eq!(
+            env[1],
+            &json!({"name": "KUBERNETES_SERVICE_PORT", "value": "7445"})
+        );
+        assert_eq!(
+            c["securityContext"]["capabilities"]["add"]
+                .as_array()
+                .unwrap()
+                .len(),
+            11
+        );
         // autoMount disabled: no mount-cgroup init container.
-        let inits: Vec<&str> = agent["initContainers"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+        let inits: Vec<&str> = agent["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap())
+            .collect();
         assert!(!inits.contains(&"mount-cgroup"), "{inits:?}");
-        assert_eq!(find(&objs, "Deployment", "cilium-operator")["spec"]["replicas"], 2);
-        assert!(find(&objs, "DaemonSet", "cilium-envoy")["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm");
+        assert_eq!(
+            find(&objs, "Deployment", "cilium-operator")["spec"]["replicas"],
+            2
+        );
+        assert!(
+            find(&objs, "DaemonSet", "cilium-envoy")["metadata"]["labels"]["app.kubernetes.io/managed-by"]
+                == "Helm"
+        );
         assert!(parse_sets(&["--set".into(), "novalue".into()]).is_err());
     }
 
@@ -1045,12 +1260,22 @@ mod tests {
         let one = BTreeMap::from([("operator.replicas".to_string(), "1".to_string())]);
         let op = render(&one).unwrap();
         let op = &find(&op, "Deployment", "cilium-operator")["spec"];
-        assert_eq!((op["replicas"].as_i64(), op["strategy"]["rollingUpdate"]["maxUnavailable"].as_str()), (Some(1), Some("100%")));
+        assert_eq!(
+            (
+                op["replicas"].as_i64(),
+                op["strategy"]["rollingUpdate"]["maxUnavailable"].as_str()
+            ),
+            (Some(1), Some("100%"))
+        );
         let bad = BTreeMap::from([("kubeProxyReplacement".to_string(), "strict".to_string())]);
         assert!(render(&bad).unwrap_err().contains("must be explicitly set"));
         // The fault: MTU asked for but not honoured.
         let objs = render_chart(&plan_values(), true).unwrap();
-        assert!(find(&objs, "ConfigMap", "cilium-config")["data"].get("mtu").is_none());
+        assert!(
+            find(&objs, "ConfigMap", "cilium-config")["data"]
+                .get("mtu")
+                .is_none()
+        );
     }
 
     #[test]
@@ -1061,7 +1286,13 @@ mod tests {
             "status".into(),
         ])
         .unwrap();
-        assert_eq!(shim, Shim { ignore_mtu: true, time_scale: 0.01 });
+        assert_eq!(
+            shim,
+            Shim {
+                ignore_mtu: true,
+                time_scale: 0.01
+            }
+        );
         assert_eq!(rest, ["status"]);
         assert!(shim_options(vec!["--twin-fault=nope".into()]).is_err());
     }
@@ -1072,13 +1303,27 @@ mod tests {
             helm_chart_version: VERSION.into(),
             ..Default::default()
         };
-        s.pod_state.insert("cilium".into(), state_count("DaemonSet", 2, 1, 1, 1));
-        s.error("cilium", "cilium", "1 pods of DaemonSet cilium are not ready".into());
+        s.pod_state
+            .insert("cilium".into(), state_count("DaemonSet", 2, 1, 1, 1));
+        s.error(
+            "cilium",
+            "cilium",
+            "1 pods of DaemonSet cilium are not ready".into(),
+        );
         s.entry("hubble-relay", "hubble-relay").disabled = true;
         let v = serde_json::to_value(&s).unwrap();
-        assert_eq!(v["pod_state"]["cilium"], json!({"Type": "DaemonSet", "Desired": 2, "Ready": 1, "Available": 1, "Unavailable": 1}));
-        assert_eq!(v["errors"]["cilium"]["cilium"], json!({"Errors": [{}], "Warnings": null, "Disabled": false}));
-        assert_eq!(v["errors"]["hubble-relay"]["hubble-relay"]["Disabled"], true);
+        assert_eq!(
+            v["pod_state"]["cilium"],
+            json!({"Type": "DaemonSet", "Desired": 2, "Ready": 1, "Available": 1, "Unavailable": 1})
+        );
+        assert_eq!(
+            v["errors"]["cilium"]["cilium"],
+            json!({"Errors": [{}], "Warnings": null, "Disabled": false})
+        );
+        assert_eq!(
+            v["errors"]["hubble-relay"]["hubble-relay"]["Disabled"],
+            true
+        );
         assert_eq!(v["pods_count"], json!({"all": 0, "by_cilium": 0}));
         assert!(v.get("image_count").is_none() && v.get("collection_errors").is_none());
         let text = format_status(&s);

@@ -24,7 +24,9 @@ async fn install_cilium(t: &twin::kube::KubeTwin, values: &BTreeMap<String, Stri
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("kubeconfig");
     std::fs::write(&kc, t.kubeconfig_yaml("talos-prod-01", "clusterproof")).unwrap();
-    let k = harness::kube::KubeClient::from_kubeconfig(&kc).await.unwrap();
+    let k = harness::kube::KubeClient::from_kubeconfig(&kc)
+        .await
+        .unwrap();
     for obj in twin::cilium::render(values).unwrap() {
         k.apply(&obj, "cilium-cli").await.unwrap();
     }
@@ -46,25 +48,43 @@ async fn kube_system_is_a_talos_cluster_with_cilium() {
     // Before the CNI: the static pods' mirror pods run (host network), CoreDNS is Pending.
     let mirrors = eventually("9 mirror pods running", || async {
         let l = pods(&c, "kube-system", "tier=control-plane").await;
-        (l.len() == 9 && l.iter().all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")))
-            .then_some(l)
+        (l.len() == 9
+            && l.iter()
+                .all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")))
+        .then_some(l)
     })
     .await;
-    let names: BTreeSet<String> = mirrors.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
+    let names: BTreeSet<String> = mirrors
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
     for n in cps {
-        for component in ["kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+        for component in [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ] {
             assert!(names.contains(&format!("{component}-{n}")), "{names:?}");
         }
     }
     for p in &mirrors {
         let a = annotations(p);
         assert_eq!(a["kubernetes.io/config.source"], "file");
-        assert_eq!(a["kubernetes.io/config.mirror"], a["kubernetes.io/config.hash"]);
+        assert_eq!(
+            a["kubernetes.io/config.mirror"],
+            a["kubernetes.io/config.hash"]
+        );
         let owner = &p.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), Some(owner.name.as_str())), ("Node", p.spec.as_ref().unwrap().node_name.as_deref()));
+        assert_eq!(
+            (owner.kind.as_str(), Some(owner.name.as_str())),
+            ("Node", p.spec.as_ref().unwrap().node_name.as_deref())
+        );
         let spec = p.spec.as_ref().unwrap();
         assert_eq!(spec.host_network, Some(true));
-        assert_eq!(spec.priority_class_name.as_deref(), Some("system-cluster-critical"));
+        assert_eq!(
+            spec.priority_class_name.as_deref(),
+            Some("system-cluster-critical")
+        );
         assert_eq!(spec.priority, Some(2_000_000_000));
         // Host network: the pod IP is the node's.
         let node = nodes.get(&node_of(p)).await.unwrap();
@@ -79,23 +99,57 @@ async fn kube_system_is_a_talos_cluster_with_cilium() {
     let coredns = eventually("2 CoreDNS pods, unschedulable", || async {
         let l = pods(&c, "kube-system", "k8s-app=kube-dns").await;
         let unschedulable = |p: &Pod| {
-            p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
-                cs.iter().any(|c| c.type_ == "PodScheduled" && c.reason.as_deref() == Some("Unschedulable"))
-            })
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c.type_ == "PodScheduled" && c.reason.as_deref() == Some("Unschedulable")
+                    })
+                })
         };
         (l.len() == 2 && l.iter().all(unschedulable)).then_some(l)
     })
     .await;
-    let msg = coredns[0].status.as_ref().unwrap().conditions.as_ref().unwrap()[0].message.clone().unwrap();
-    assert!(msg.contains("untolerated taint {node.kubernetes.io/not-ready: }"), "{msg}");
-    assert_eq!(coredns[0].status.as_ref().unwrap().phase.as_deref(), Some("Pending"));
+    let msg = coredns[0]
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .as_ref()
+        .unwrap()[0]
+        .message
+        .clone()
+        .unwrap();
+    assert!(
+        msg.contains("untolerated taint {node.kubernetes.io/not-ready: }"),
+        "{msg}"
+    );
+    assert_eq!(
+        coredns[0].status.as_ref().unwrap().phase.as_deref(),
+        Some("Pending")
+    );
     let svcs: Api<Service> = Api::namespaced(c.clone(), "kube-system");
     let dns = svcs.get("kube-dns").await.unwrap().spec.unwrap();
     assert_eq!(dns.cluster_ip.as_deref(), Some("10.96.0.10"));
-    let ports: Vec<(i32, String)> = dns.ports.unwrap().iter().map(|p| (p.port, p.protocol.clone().unwrap())).collect();
-    assert_eq!(ports, [(53, "UDP".into()), (53, "TCP".into()), (9153, "TCP".into())]);
-    let kubernetes = Api::<Service>::namespaced(c.clone(), "default").get("kubernetes").await.unwrap();
-    assert_eq!(kubernetes.spec.unwrap().cluster_ip.as_deref(), Some("10.96.0.1"));
+    let ports: Vec<(i32, String)> = dns
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| (p.port, p.protocol.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        ports,
+        [(53, "UDP".into()), (53, "TCP".into()), (9153, "TCP".into())]
+    );
+    let kubernetes = Api::<Service>::namespaced(c.clone(), "default")
+        .get("kubernetes")
+        .await
+        .unwrap();
+    assert_eq!(
+        kubernetes.spec.unwrap().cluster_ip.as_deref(),
+        Some("10.96.0.1")
+    );
 
     // Cilium as its chart installs it; the CNI physics is the test's: every agent's node.
     install_cilium(&t, &harness::model::lab::default_cilium_values()).await;
@@ -109,7 +163,9 @@ async fn kube_system_is_a_talos_cluster_with_cilium() {
     }
     eventually("5 nodes Ready", || async {
         let l = nodes.list(&Default::default()).await.unwrap().items;
-        l.iter().all(|n| node_ready(n).as_deref() == Some("True")).then_some(())
+        l.iter()
+            .all(|n| node_ready(n).as_deref() == Some("True"))
+            .then_some(())
     })
     .await;
     let envoys = eventually("5 envoys", || async {
@@ -123,7 +179,11 @@ async fn kube_system_is_a_talos_cluster_with_cilium() {
         (l.len() == 2 && l.iter().all(ready)).then_some(l)
     })
     .await;
-    assert_ne!(node_of(&operators[0]), node_of(&operators[1]), "anti-affinity: one per node");
+    assert_ne!(
+        node_of(&operators[0]),
+        node_of(&operators[1]),
+        "anti-affinity: one per node"
+    );
     let coredns = eventually("CoreDNS running", || async {
         let l = pods(&c, "kube-system", "k8s-app=kube-dns").await;
         (l.len() == 2 && l.iter().all(ready)).then_some(l)
@@ -135,32 +195,86 @@ async fn kube_system_is_a_talos_cluster_with_cilium() {
         let prefix = cidr.trim_end_matches("0/24");
         let s = p.status.as_ref().unwrap();
         assert!(pod_ip(p).starts_with(prefix), "{} in {cidr}", pod_ip(p));
-        assert_eq!(s.host_ip.as_ref(), Some(&node.status.unwrap().addresses.unwrap()[0].address));
+        assert_eq!(
+            s.host_ip.as_ref(),
+            Some(&node.status.unwrap().addresses.unwrap()[0].address)
+        );
         assert_eq!(s.qos_class.as_deref(), Some("Burstable"));
         let cs = &s.container_statuses.as_ref().unwrap()[0];
         assert_eq!(cs.image, "registry.k8s.io/coredns/coredns:v1.12.1");
-        assert!(cs.image_id.starts_with("registry.k8s.io/coredns/coredns@sha256:"), "{}", cs.image_id);
+        assert!(
+            cs.image_id
+                .starts_with("registry.k8s.io/coredns/coredns@sha256:"),
+            "{}",
+            cs.image_id
+        );
         let id = cs.container_id.as_deref().unwrap();
-        assert!(id.starts_with("containerd://") && id.len() == "containerd://".len() + 64, "{id}");
-        assert_eq!((cs.ready, cs.started, cs.restart_count), (true, Some(true), 0));
-        assert!(cs.state.as_ref().unwrap().running.as_ref().unwrap().started_at.is_some());
-        let kinds: Vec<&str> = s.conditions.as_ref().unwrap().iter().map(|c| c.type_.as_str()).collect();
-        for k in ["PodScheduled", "Initialized", "ContainersReady", "Ready", "PodReadyToStartContainers"] {
+        assert!(
+            id.starts_with("containerd://") && id.len() == "containerd://".len() + 64,
+            "{id}"
+        );
+        assert_eq!(
+            (cs.ready, cs.started, cs.restart_count),
+            (true, Some(true), 0)
+        );
+        assert!(
+            cs.state
+                .as_ref()
+                .unwrap()
+                .running
+                .as_ref()
+                .unwrap()
+                .started_at
+                .is_some()
+        );
+        let kinds: Vec<&str> = s
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.type_.as_str())
+            .collect();
+        for k in [
+            "PodScheduled",
+            "Initialized",
+            "ContainersReady",
+            "Ready",
+            "PodReadyToStartContainers",
+        ] {
             assert!(kinds.contains(&k), "{kinds:?}");
         }
-        assert!(s.conditions.as_ref().unwrap().iter().all(|c| c.last_transition_time.is_some()));
+        assert!(
+            s.conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .all(|c| c.last_transition_time.is_some())
+        );
     }
     // The agent's init containers completed.
     let init = agents[0].clone();
-    let init = Api::<Pod>::namespaced(c.clone(), "kube-system").get(init.metadata.name.as_deref().unwrap()).await.unwrap();
+    let init = Api::<Pod>::namespaced(c.clone(), "kube-system")
+        .get(init.metadata.name.as_deref().unwrap())
+        .await
+        .unwrap();
     let inits = init.status.unwrap().init_container_statuses.unwrap();
     assert!(!inits.is_empty());
-    assert!(inits.iter().all(|i| i.state.as_ref().unwrap().terminated.as_ref().is_some_and(|t| t.reason.as_deref() == Some("Completed"))));
+    assert!(inits.iter().all(|i| {
+        i.state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .is_some_and(|t| t.reason.as_deref() == Some("Completed"))
+    }));
 
     // A deleted mirror pod comes back: the kubelet recreates it.
     let kpods: Api<Pod> = Api::namespaced(c.clone(), "kube-system");
     let old_uid = kpods.get("kube-apiserver-cp-1").await.unwrap().metadata.uid;
-    kpods.delete("kube-apiserver-cp-1", &DeleteParams::default()).await.unwrap();
+    kpods
+        .delete("kube-apiserver-cp-1", &DeleteParams::default())
+        .await
+        .unwrap();
     eventually("mirror pod recreated", || async {
         let p = kpods.get_opt("kube-apiserver-cp-1").await.unwrap()?;
         (p.metadata.uid != old_uid).then_some(())
@@ -182,9 +296,21 @@ async fn operator_replicas_are_honoured_one_per_node() {
     })
     .await;
     let pending = ops.iter().find(|p| !ready(p)).unwrap();
-    let cond = &pending.status.as_ref().unwrap().conditions.as_ref().unwrap()[0];
+    let cond = &pending
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .as_ref()
+        .unwrap()[0];
     assert_eq!(cond.reason.as_deref(), Some("Unschedulable"));
-    assert!(cond.message.as_deref().unwrap().contains("didn't match pod anti-affinity rules"), "{cond:?}");
+    assert!(
+        cond.message
+            .as_deref()
+            .unwrap()
+            .contains("didn't match pod anti-affinity rules"),
+        "{cond:?}"
+    );
     t.shutdown().await;
 }
 
@@ -209,15 +335,30 @@ async fn a_crashlooping_pod_backs_off_like_the_kubelet() {
     let mut victim = None;
     tokio::time::timeout(WAIT, async {
         while let Some(ev) = events.try_next().await.unwrap() {
-            let (WatchEvent::Added(p) | WatchEvent::Modified(p)) = ev else { continue };
-            let Some(cs) = p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).and_then(|v| v.first().cloned()) else {
+            let (WatchEvent::Added(p) | WatchEvent::Modified(p)) = ev else {
+                continue;
+            };
+            let Some(cs) = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|v| v.first().cloned())
+            else {
                 continue;
             };
             let state = cs.state.clone().unwrap_or_default();
             let what = if let Some(tm) = &state.terminated {
-                format!("terminated {} {}", tm.reason.clone().unwrap_or_default(), tm.exit_code)
+                format!(
+                    "terminated {} {}",
+                    tm.reason.clone().unwrap_or_default(),
+                    tm.exit_code
+                )
             } else if let Some(w) = &state.waiting {
-                format!("waiting {} {}", w.reason.clone().unwrap_or_default(), w.message.clone().unwrap_or_default())
+                format!(
+                    "waiting {} {}",
+                    w.reason.clone().unwrap_or_default(),
+                    w.message.clone().unwrap_or_default()
+                )
             } else {
                 "running".to_string()
             };
@@ -228,7 +369,11 @@ async fn a_crashlooping_pod_backs_off_like_the_kubelet() {
                 continue;
             }
             if cs.restart_count > 0 {
-                let last = cs.last_state.as_ref().and_then(|l| l.terminated.as_ref()).expect("lastState kept");
+                let last = cs
+                    .last_state
+                    .as_ref()
+                    .and_then(|l| l.terminated.as_ref())
+                    .expect("lastState kept");
                 assert_eq!((last.exit_code, last.reason.as_deref()), (1, Some("Error")));
             }
             if seen.last().map(|(r, w)| (r, w)) != Some((&cs.restart_count, &what)) {
@@ -242,7 +387,10 @@ async fn a_crashlooping_pod_backs_off_like_the_kubelet() {
     .await
     .unwrap_or_else(|_| panic!("no back-off of 1m20s; saw {seen:?}"));
     let victim = victim.unwrap();
-    assert_eq!(t.fault_targets().crash_pod.as_deref(), Some(victim.as_str()));
+    assert_eq!(
+        t.fault_targets().crash_pod.as_deref(),
+        Some(victim.as_str())
+    );
     // Order and growth: the windows double, restarts grow.
     let windows: Vec<&str> = seen
         .iter()
@@ -250,16 +398,48 @@ async fn a_crashlooping_pod_backs_off_like_the_kubelet() {
         .map(|m| m.split_whitespace().next().unwrap())
         .collect();
     assert_eq!(windows, ["10s", "20s", "40s", "1m20s"], "{seen:?}");
-    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "restarts never go down: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0].0 <= w[1].0),
+        "restarts never go down: {seen:?}"
+    );
     assert_eq!(seen.last().unwrap().0, 4, "{seen:?}");
     let msg = &seen.last().unwrap().1;
-    assert!(msg.contains(&format!("restarting failed container=coredns pod={victim}_kube-system(")), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "restarting failed container=coredns pod={victim}_kube-system("
+        )),
+        "{msg}"
+    );
     // The other replica is fine, and CoreDNS stays available (maxUnavailable 1).
-    let others: Vec<Pod> = pods(&c, "kube-system", "k8s-app=kube-dns").await.into_iter().filter(|p| p.metadata.name.as_deref() != Some(victim.as_str())).collect();
+    let others: Vec<Pod> = pods(&c, "kube-system", "k8s-app=kube-dns")
+        .await
+        .into_iter()
+        .filter(|p| p.metadata.name.as_deref() != Some(victim.as_str()))
+        .collect();
     assert_eq!(others.len(), 1);
-    assert_eq!(others[0].status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0].restart_count, 0);
-    let d = Api::<Deployment>::namespaced(c.clone(), "kube-system").get("coredns").await.unwrap();
-    let available = d.status.unwrap().conditions.unwrap().into_iter().find(|c| c.type_ == "Available").unwrap();
+    assert_eq!(
+        others[0]
+            .status
+            .as_ref()
+            .unwrap()
+            .container_statuses
+            .as_ref()
+            .unwrap()[0]
+            .restart_count,
+        0
+    );
+    let d = Api::<Deployment>::namespaced(c.clone(), "kube-system")
+        .get("coredns")
+        .await
+        .unwrap();
+    let available = d
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Available")
+        .unwrap();
     assert_eq!(available.status, "True");
     t.shutdown().await;
 }
@@ -281,11 +461,34 @@ async fn node_never_ready_keeps_one_worker_not_ready() {
     })
     .await;
     let w1 = nodes.get("w-1").await.unwrap();
-    let cond = w1.status.as_ref().unwrap().conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Ready").unwrap().clone();
-    assert_eq!((cond.status.as_str(), cond.reason.as_deref()), ("False", Some("KubeletNotReady")));
+    let cond = w1
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_deref()),
+        ("False", Some("KubeletNotReady"))
+    );
     assert!(cond.message.unwrap().contains("cni config uninitialized"));
-    let taints: Vec<String> = w1.spec.unwrap().taints.unwrap().iter().map(|t| format!("{}:{}", t.key, t.effect)).collect();
-    assert!(taints.contains(&"node.kubernetes.io/not-ready:NoSchedule".to_string()), "{taints:?}");
+    let taints: Vec<String> = w1
+        .spec
+        .unwrap()
+        .taints
+        .unwrap()
+        .iter()
+        .map(|t| format!("{}:{}", t.key, t.effect))
+        .collect();
+    assert!(
+        taints.contains(&"node.kubernetes.io/not-ready:NoSchedule".to_string()),
+        "{taints:?}"
+    );
     assert_eq!(t.fault_targets().never_ready_node.as_deref(), Some("w-1"));
     // Switched off, the node turns Ready.
     t.set_fault(KubeFault::NodeNeverReady, false);
@@ -307,13 +510,29 @@ async fn a_reboot_restarts_the_containers_with_a_new_sandbox() {
     t.set_kubelet_alive("w-1", true).unwrap();
     let after = eventually("restarted after the reboot", || async {
         let p = pods(&c, "default", "app=web").await.pop()?;
-        let cs = p.status.as_ref()?.container_statuses.as_ref()?.first()?.clone();
+        let cs = p
+            .status
+            .as_ref()?
+            .container_statuses
+            .as_ref()?
+            .first()?
+            .clone();
         (cs.restart_count == 1 && ready(&p)).then_some((p, cs))
     })
     .await;
     let last = after.1.last_state.unwrap().terminated.unwrap();
-    assert_eq!((last.exit_code, last.reason.as_deref()), (255, Some("Unknown")));
-    assert_ne!(pod_ip(&after.0), pod_ip(&before), "a new sandbox, a new pod IP");
-    assert_ne!(after.1.container_id, before.status.unwrap().container_statuses.unwrap()[0].container_id);
+    assert_eq!(
+        (last.exit_code, last.reason.as_deref()),
+        (255, Some("Unknown"))
+    );
+    assert_ne!(
+        pod_ip(&after.0),
+        pod_ip(&before),
+        "a new sandbox, a new pod IP"
+    );
+    assert_ne!(
+        after.1.container_id,
+        before.status.unwrap().container_statuses.unwrap()[0].container_id
+    );
     t.shutdown().await;
 }

@@ -499,7 +499,11 @@ fn proxy_request<'a>(
     headers: &'a HeaderMap,
     body: &'a Bytes,
 ) -> Option<super::proxy::ProxyRequest<'a>> {
-    let kind = match (rp.gvr.group.as_str(), rp.gvr.version.as_str(), rp.gvr.plural.as_str()) {
+    let kind = match (
+        rp.gvr.group.as_str(),
+        rp.gvr.version.as_str(),
+        rp.gvr.plural.as_str(),
+    ) {
         ("", "v1", "pods") => super::proxy::Kind::Pod,
         ("", "v1", "services") => super::proxy::Kind::Service,
         _ => return None,

@@ -140,7 +140,11 @@ fn pod_defaults(obj: &mut Value) {
 /// container limits CPU and memory to its requests, BestEffort without any request or
 /// limit, Burstable otherwise.
 fn qos_class(spec: &Value) -> &'static str {
-    let containers: Vec<&Value> = spec["containers"].as_array().into_iter().flatten().collect();
+    let containers: Vec<&Value> = spec["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
     let any = containers.iter().any(|c| {
         ["requests", "limits"]
             .iter()
@@ -156,7 +160,11 @@ fn qos_class(spec: &Value) -> &'static str {
             !limit.is_null() && (request.is_null() || request == limit)
         })
     });
-    if guaranteed { "Guaranteed" } else { "Burstable" }
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
 }
 
 fn workload_defaults(rt: &ResourceType, obj: &mut Value, replicas: bool) -> Result<(), ApiError> {

@@ -5,18 +5,37 @@
 //! auth), so the harness's real client runs against it unchanged.
 //!
 //! Emulated: a generic object store for any group/version/kind ([`store`]), discovery
-//! ([`types`]), the verbs and the service proxy ([`api`]), watches ([`watch`]), and the
-//! controllers that make failures propagate the way they do in a cluster ([`controllers`]):
-//! kubelets renewing node Leases, the node lifecycle controller (Ready → `Unknown` and the
-//! unreachable taints after the 40 s grace period), taint-based eviction after
-//! `tolerationSeconds` (300 s by default), Deployments, ReplicaSets, DaemonSets, a
-//! scheduler and the garbage collector. Every emulated duration is multiplied by
-//! [`KubeSpec::time_scale`].
+//! ([`types`]), the verbs ([`api`]), watches ([`watch`]), and the controllers that make
+//! failures propagate the way they do in a cluster ([`controllers`]): kubelets renewing node
+//! Leases, the node lifecycle controller (Ready → `Unknown` and the unreachable taints after
+//! the 40 s grace period), taint-based eviction after `tolerationSeconds` (300 s by default),
+//! Deployments, ReplicaSets, DaemonSets, a scheduler (taints, selectors, node affinity, pod
+//! anti-affinity per node) and the garbage collector. Every emulated duration is multiplied
+//! by [`KubeSpec::time_scale`].
+//!
+//! The world inside is a Talos cluster with CNI `none` and kube-proxy disabled, as `kubectl
+//! get pods -n kube-system -o wide` shows it: once the first control plane joins, Talos's
+//! bootstrap manifests (CoreDNS: Deployment `coredns` ×2 `k8s-app=kube-dns`, Service
+//! `kube-dns` 10.96.0.10, Pending until some node's CNI runs); on every control plane the
+//! kubelet's mirror pods `kube-apiserver-<node>`, `kube-controller-manager-<node>`,
+//! `kube-scheduler-<node>` (etcd is a Talos service, not a pod; no kube-proxy); Cilium's
+//! pods come from the `cilium` shim's install ([`crate::cilium`]). Each kubelet runs its
+//! pods' containers (`controllers/runtime.rs`): container statuses with image, imageID,
+//! containerID, restart counts, `lastState`, the kubelet's CrashLoopBackOff back-off
+//! (10 s doubling to 5 min), restarts after a node reboot; pod IPs from the node's pod CIDR.
+//! The pod and service proxies ([`proxy`]) reach what the pods serve — agnhost `netexec`
+//! ([`netexec`]) — through a model of the Cilium pod network ([`net`]): a dead node or a
+//! dropped path times out, a closed port is refused, as kube-apiserver reports them.
+//!
+//! Faults ([`KubeFault`], set with [`KubeTwin::set_fault`]): a crash-looping CoreDNS
+//! replica, a worker that never turns Ready, pod traffic dropped between two workers.
 //!
 //! Not emulated: RBAC and admission webhooks, field-manager conflict detection in apply,
 //! strategic merge of lists by key, rolling updates (old ReplicaSets drop to zero at once),
 //! graceful pod termination (deletes are immediate), Endpoints/EndpointSlices, protobuf,
-//! aggregated discovery, YAML request bodies.
+//! aggregated discovery, YAML request bodies, container logs and exec, readiness and
+//! liveness probes (a running container is ready), what images other than agnhost netexec
+//! serve (their declared ports accept and close connections).
 
 mod api;
 mod controllers;

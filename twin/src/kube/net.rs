@@ -95,7 +95,9 @@ fn listeners(container: &Value) -> Vec<(Proto, u16, Server)> {
         } else {
             Proto::Tcp
         };
-        if let Some(port) = p["containerPort"].as_u64().and_then(|v| u16::try_from(v).ok())
+        if let Some(port) = p["containerPort"]
+            .as_u64()
+            .and_then(|v| u16::try_from(v).ok())
             && !out.iter().any(|(pr, po, _)| *pr == proto && *po == port)
         {
             out.push((proto, port, Server::Opaque));
@@ -139,9 +141,10 @@ impl Net<'_> {
     /// The source address a server sees: `ip:ephemeral-port`.
     pub fn client_addr(&mut self, from: &From) -> String {
         let ip = match from {
-            From::Pod(p) if !host_network(p) => {
-                p["status"]["podIP"].as_str().unwrap_or_default().to_string()
-            }
+            From::Pod(p) if !host_network(p) => p["status"]["podIP"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             _ => self
                 .source_node(from)
                 .and_then(|n| self.node_ip(&n))
@@ -168,7 +171,7 @@ impl Net<'_> {
             .filter(|p| active(p) && !host_network(p))
             .find(|p| p["status"]["podIP"] == ip);
         if let Some(pod) = target {
-            return self.to_pod(from, port, proto, pod);
+            return self.dial_pod(from, port, proto, pod);
         }
         let node = self
             .sim
@@ -183,7 +186,7 @@ impl Net<'_> {
                 .into_iter()
                 .filter(|p| active(p) && host_network(p) && p["spec"]["nodeName"] == node.as_str())
                 .collect();
-            return self.to_host(from, &node, port, proto, &on_host);
+            return self.dial_host(from, &node, port, proto, &on_host);
         }
         Conn::Timeout
     }
@@ -195,7 +198,10 @@ impl Net<'_> {
             .as_array()
             .into_iter()
             .flatten()
-            .find(|p| p["port"].as_u64() == Some(u64::from(port)) && p["protocol"].as_str().unwrap_or("TCP") == want)
+            .find(|p| {
+                p["port"].as_u64() == Some(u64::from(port))
+                    && p["protocol"].as_str().unwrap_or("TCP") == want
+            })
         else {
             // No frontend for this port: nothing translates the packet.
             return Conn::Timeout;
@@ -207,10 +213,13 @@ impl Net<'_> {
         self.sim.lb_turn = self.sim.lb_turn.wrapping_add(1);
         let (pod, _, bport) = backends[(self.sim.lb_turn % backends.len() as u64) as usize].clone();
         if host_network(&pod) {
-            let node = pod["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
-            return self.to_host(from, &node, bport, proto, &[pod]);
+            let node = pod["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            return self.dial_host(from, &node, bport, proto, &[pod]);
         }
-        self.to_pod(from, bport, proto, pod)
+        self.dial_pod(from, bport, proto, pod)
     }
 
     /// Whether the path from `from` to a pod on `node` carries pod traffic.
@@ -235,15 +244,25 @@ impl Net<'_> {
         }
     }
 
-    fn to_pod(&mut self, from: &From, port: u16, proto: Proto, pod: Arc<Value>) -> Conn {
-        let node = pod["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
+    fn dial_pod(&mut self, from: &From, port: u16, proto: Proto, pod: Arc<Value>) -> Conn {
+        let node = pod["spec"]["nodeName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         if !self.path_to(from, &node, true) {
             return Conn::Timeout;
         }
         self.listening(from, port, proto, &[pod])
     }
 
-    fn to_host(&mut self, from: &From, node: &str, port: u16, proto: Proto, pods: &[Arc<Value>]) -> Conn {
+    fn dial_host(
+        &mut self,
+        from: &From,
+        node: &str,
+        port: u16,
+        proto: Proto,
+        pods: &[Arc<Value>],
+    ) -> Conn {
         if !self.path_to(from, node, false) {
             return Conn::Timeout;
         }
@@ -253,12 +272,18 @@ impl Net<'_> {
     /// A running container of one of `pods` listening on the port, or a reset.
     fn listening(&mut self, from: &From, port: u16, proto: Proto, pods: &[Arc<Value>]) -> Conn {
         for pod in pods {
-            let Some(rt) = self.sim.runtimes.get(pod["metadata"]["uid"].as_str().unwrap_or_default()) else {
+            let Some(rt) = self
+                .sim
+                .runtimes
+                .get(pod["metadata"]["uid"].as_str().unwrap_or_default())
+            else {
                 continue;
             };
             for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
                 let name = c["name"].as_str().unwrap_or_default();
-                let hit = listeners(c).into_iter().find(|(pr, po, _)| *pr == proto && *po == port);
+                let hit = listeners(c)
+                    .into_iter()
+                    .find(|(pr, po, _)| *pr == proto && *po == port);
                 if let Some((_, _, server)) = hit
                     && rt.running(name)
                 {
@@ -286,13 +311,17 @@ impl Net<'_> {
             Conn::Open(_) => {}
             Conn::Refused => {
                 return Err((
-                    format!("lookup {host} on {DNS_IP}:53: read udp {client}->{DNS_IP}:53: read: connection refused"),
+                    format!(
+                        "lookup {host} on {DNS_IP}:53: read udp {client}->{DNS_IP}:53: read: connection refused"
+                    ),
                     false,
                 ));
             }
             Conn::Timeout => {
                 return Err((
-                    format!("lookup {host} on {DNS_IP}:53: read udp {client}->{DNS_IP}:53: i/o timeout"),
+                    format!(
+                        "lookup {host} on {DNS_IP}:53: read udp {client}->{DNS_IP}:53: i/o timeout"
+                    ),
                     true,
                 ));
             }
@@ -312,8 +341,15 @@ impl Net<'_> {
             _ => return Err((format!("lookup {host} on {DNS_IP}:53: no such host"), false)),
         };
         match self.store.get(&services(), &svc_ns, &svc) {
-            Some(s) if s["spec"]["clusterIP"].as_str().is_some_and(|ip| ip != "None") => {
-                Ok(s["spec"]["clusterIP"].as_str().unwrap_or_default().to_string())
+            Some(s)
+                if s["spec"]["clusterIP"]
+                    .as_str()
+                    .is_some_and(|ip| ip != "None") =>
+            {
+                Ok(s["spec"]["clusterIP"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string())
             }
             _ => Err((format!("lookup {host} on {DNS_IP}:53: no such host"), false)),
         }
@@ -323,7 +359,11 @@ impl Net<'_> {
 /// A Service's ready backends for the service port named `port_name`: (pod, ip, port). From
 /// its Endpoints object when one exists (the endpoints controller's), otherwise from the
 /// selector as that controller would compute it.
-pub(crate) fn endpoints(store: &Store, svc: &Value, port_name: &str) -> Vec<(Arc<Value>, String, u16)> {
+pub(crate) fn endpoints(
+    store: &Store,
+    svc: &Value,
+    port_name: &str,
+) -> Vec<(Arc<Value>, String, u16)> {
     let ns = ns_of(svc);
     let pods = store.list(&gvr_pods(), Some(ns), &Filter::default());
     let by_name = |n: &str| pods.iter().find(|p| name_of(p) == n).cloned();

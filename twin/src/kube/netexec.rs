@@ -49,7 +49,10 @@ pub(crate) struct Netexec {
 
 fn is_agnhost(image: &str) -> bool {
     let repo = image.split(['@']).next().unwrap_or_default();
-    let repo = repo.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')).map_or(repo, |(r, _)| r);
+    let repo = repo
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))
+        .map_or(repo, |(r, _)| r);
     [
         "registry.k8s.io/e2e-test-images/agnhost",
         "k8s.gcr.io/e2e-test-images/agnhost",
@@ -117,7 +120,11 @@ impl Reply {
         } else {
             vec![("Content-Type", TEXT.to_string())]
         };
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// `http.Error`.
@@ -170,7 +177,10 @@ fn go_json(v: &Value) -> String {
 
 fn hostname(pod: &Value) -> String {
     if pod["spec"]["hostNetwork"].as_bool() == Some(true) {
-        return pod["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
+        return pod["spec"]["nodeName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
     }
     let name = pod["spec"]["hostname"]
         .as_str()
@@ -181,11 +191,21 @@ fn hostname(pod: &Value) -> String {
 
 /// Serve one HTTP request on the netexec of `pod`. Returns the reply and how long it took
 /// (the timeouts `/dial` waited out). `depth` bounds `/dial` chains.
-pub(crate) fn serve(net: &mut Net, pod: &Arc<Value>, n: &Netexec, req: &Request, depth: u32) -> (Reply, Duration) {
+pub(crate) fn serve(
+    net: &mut Net,
+    pod: &Arc<Value>,
+    n: &Netexec,
+    req: &Request,
+    depth: u32,
+) -> (Reply, Duration) {
     let query = form(req.query);
     // r.FormValue: urlencoded POST/PUT/PATCH bodies take precedence over the query.
     let mut values = query.clone();
-    if matches!(req.method, "POST" | "PUT" | "PATCH") && req.content_type.starts_with("application/x-www-form-urlencoded") {
+    if matches!(req.method, "POST" | "PUT" | "PATCH")
+        && req
+            .content_type
+            .starts_with("application/x-www-form-urlencoded")
+    {
         for (k, v) in form(&String::from_utf8_lossy(req.body)) {
             values.insert(k, v);
         }
@@ -204,7 +224,10 @@ pub(crate) fn serve(net: &mut Net, pod: &Arc<Value>, n: &Netexec, req: &Request,
             match code.parse::<u16>() {
                 _ if code.is_empty() => Reply::text(200, get("msg")),
                 Ok(c) => Reply::text(c, get("msg")),
-                Err(_) => Reply::text(200, format!("argument 'code' must be an integer or empty, got {code:?}\n")),
+                Err(_) => Reply::text(
+                    200,
+                    format!("argument 'code' must be an integer or empty, got {code:?}\n"),
+                ),
             }
         }
         "/header" => {
@@ -216,25 +239,40 @@ pub(crate) fn serve(net: &mut Net, pod: &Arc<Value>, n: &Netexec, req: &Request,
             if key.is_empty() {
                 Reply::text(200, go_json(&json!(h)))
             } else {
-                let v = h.get(&canonical_header(&key)).and_then(|v| v.first()).cloned();
+                let v = h
+                    .get(&canonical_header(&key))
+                    .and_then(|v| v.first())
+                    .cloned();
                 Reply::text(200, v.unwrap_or_default())
             }
         }
         "/redirect" => {
             let code = get("code");
-            let status = if code.is_empty() { Ok(302) } else { code.parse::<u16>() };
+            let status = if code.is_empty() {
+                Ok(302)
+            } else {
+                code.parse::<u16>()
+            };
             match status {
                 Ok(s) => {
                     let location = get("location");
                     let mut r = Reply::text(s, "");
                     r.headers.push(("Location", location.clone()));
                     if req.method == "GET" || req.method == "HEAD" {
-                        r.headers.push(("Content-Type", "text/html; charset=utf-8".into()));
-                        r.body = format!("<a href=\"{}\">{}</a>.\n\n", html_escape(&location), reason(s));
+                        r.headers
+                            .push(("Content-Type", "text/html; charset=utf-8".into()));
+                        r.body = format!(
+                            "<a href=\"{}\">{}</a>.\n\n",
+                            html_escape(&location),
+                            reason(s)
+                        );
                     }
                     r
                 }
-                Err(_) => Reply::text(200, format!("argument 'code' must be an integer or empty, got {code:?}\n")),
+                Err(_) => Reply::text(
+                    200,
+                    format!("argument 'code' must be an integer or empty, got {code:?}\n"),
+                ),
             }
         }
         "/dial" => return dial(net, pod, &query, depth),
@@ -263,7 +301,10 @@ fn canonical_header(k: &str) -> String {
         .map(|w| {
             let mut c = w.chars();
             match c.next() {
-                Some(f) => f.to_uppercase().chain(c.flat_map(char::to_lowercase)).collect(),
+                Some(f) => f
+                    .to_uppercase()
+                    .chain(c.flat_map(char::to_lowercase))
+                    .collect(),
                 None => String::new(),
             }
         })
@@ -298,9 +339,20 @@ fn go_now() -> String {
 }
 
 /// `/dial`.
-fn dial(net: &mut Net, pod: &Arc<Value>, q: &BTreeMap<String, String>, depth: u32) -> (Reply, Duration) {
+fn dial(
+    net: &mut Net,
+    pod: &Arc<Value>,
+    q: &BTreeMap<String, String>,
+    depth: u32,
+) -> (Reply, Duration) {
     let get = |k: &str| q.get(k).cloned().unwrap_or_default();
-    let (host, port, request, protocol, tries) = (get("host"), get("port"), get("request"), get("protocol"), get("tries"));
+    let (host, port, request, protocol, tries) = (
+        get("host"),
+        get("port"),
+        get("request"),
+        get("protocol"),
+        get("tries"),
+    );
     let tries = if tries.is_empty() {
         1
     } else {
@@ -308,33 +360,56 @@ fn dial(net: &mut Net, pod: &Arc<Value>, q: &BTreeMap<String, String>, depth: u3
             Ok(t) => t,
             Err(_) => {
                 return (
-                    Reply::error(400, &format!("tries parameter is invalid. strconv.Atoi: parsing {tries:?}: invalid syntax")),
+                    Reply::error(
+                        400,
+                        &format!(
+                            "tries parameter is invalid. strconv.Atoi: parsing {tries:?}: invalid syntax"
+                        ),
+                    ),
                     Duration::ZERO,
                 );
             }
         }
     };
     if request.is_empty() {
-        return (Reply::error(400, "request parameter not specified. <nil>"), Duration::ZERO);
+        return (
+            Reply::error(400, "request parameter not specified. <nil>"),
+            Duration::ZERO,
+        );
     }
     let proto = match protocol.to_lowercase().as_str() {
         "" | "http" => Some(Proto::Tcp),
         "udp" => Some(Proto::Udp),
         "sctp" => None,
-        _ => return (Reply::error(400, &format!("unsupported protocol. {protocol}")), Duration::ZERO),
+        _ => {
+            return (
+                Reply::error(400, &format!("unsupported protocol. {protocol}")),
+                Duration::ZERO,
+            );
+        }
     };
     let from = From::Pod(Arc::clone(pod));
     let scale = net.scale;
     let secs = |s: f64| Duration::from_secs_f64(s * scale);
     let mut waited = Duration::ZERO;
     let ip = if host.is_empty() {
-        pod["status"]["podIP"].as_str().unwrap_or_default().to_string()
+        pod["status"]["podIP"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     } else {
         match net.resolve(&from, &host) {
             Ok(ip) => ip,
             Err((e, timed_out)) => {
-                let wait = if timed_out { secs(RESOLVE_TIMEOUT_SECS) } else { Duration::ZERO };
-                return (Reply::error(400, &format!("host and/or port param are invalid. {e}")), wait);
+                let wait = if timed_out {
+                    secs(RESOLVE_TIMEOUT_SECS)
+                } else {
+                    Duration::ZERO
+                };
+                return (
+                    Reply::error(400, &format!("host and/or port param are invalid. {e}")),
+                    wait,
+                );
             }
         }
     };
@@ -342,9 +417,18 @@ fn dial(net: &mut Net, pod: &Arc<Value>, q: &BTreeMap<String, String>, depth: u3
         Ok(p) => p,
         Err(_) if port.is_empty() => 0,
         Err(_) => {
-            let net_name = if proto == Some(Proto::Udp) { "udp" } else { "tcp" };
+            let net_name = if proto == Some(Proto::Udp) {
+                "udp"
+            } else {
+                "tcp"
+            };
             return (
-                Reply::error(400, &format!("host and/or port param are invalid. lookup {net_name}/{port}: unknown port")),
+                Reply::error(
+                    400,
+                    &format!(
+                        "host and/or port param are invalid. lookup {net_name}/{port}: unknown port"
+                    ),
+                ),
                 Duration::ZERO,
             );
         }
@@ -384,7 +468,9 @@ fn dial(net: &mut Net, pod: &Arc<Value>, q: &BTreeMap<String, String>, depth: u3
                         }
                         _ => Err(format!("Get {url:?}: EOF")),
                     },
-                    Conn::Refused => Err(format!("Get {url:?}: dial tcp {addr}: connect: connection refused")),
+                    Conn::Refused => Err(format!(
+                        "Get {url:?}: dial tcp {addr}: connect: connection refused"
+                    )),
                     Conn::Timeout => {
                         waited += secs(DIAL_TIMEOUT_SECS);
                         Err(format!(
@@ -395,16 +481,22 @@ fn dial(net: &mut Net, pod: &Arc<Value>, q: &BTreeMap<String, String>, depth: u3
             }
             Some(Proto::Udp) => {
                 let client = net.client_addr(&from);
-                let read_err = |what: &str| format!("reading from udp connection failed. err:'read udp {client}->{addr}: {what}'");
+                let read_err = |what: &str| {
+                    format!(
+                        "reading from udp connection failed. err:'read udp {client}->{addr}: {what}'"
+                    )
+                };
                 match net.connect(&from, &ip, port_num, Proto::Udp) {
                     Conn::Open(peer) => match &peer.server {
-                        Server::Netexec(target) => match serve_udp(&peer.pod, target, &request, &client) {
-                            Some(answer) if !answer.is_empty() => Ok(answer),
-                            _ => {
-                                waited += secs(DIAL_TIMEOUT_SECS);
-                                Err(read_err("i/o timeout"))
+                        Server::Netexec(target) => {
+                            match serve_udp(&peer.pod, target, &request, &client) {
+                                Some(answer) if !answer.is_empty() => Ok(answer),
+                                _ => {
+                                    waited += secs(DIAL_TIMEOUT_SECS);
+                                    Err(read_err("i/o timeout"))
+                                }
                             }
-                        },
+                        }
                         Server::Opaque => {
                             waited += secs(DIAL_TIMEOUT_SECS);
                             Err(read_err("i/o timeout"))
@@ -446,11 +538,31 @@ mod tests {
     #[test]
     fn agnhost_netexec_is_recognised_with_its_ports() {
         let c = json!({"image": "registry.k8s.io/e2e-test-images/agnhost:2.53", "args": ["netexec", "--http-port=8083", "--udp-port", "-1"]});
-        assert_eq!(Netexec::recognise(&c), Some(Netexec { http_port: 8083, udp_port: None }));
+        assert_eq!(
+            Netexec::recognise(&c),
+            Some(Netexec {
+                http_port: 8083,
+                udp_port: None
+            })
+        );
         let c = json!({"image": "registry.k8s.io/e2e-test-images/agnhost:2.39", "command": ["/agnhost", "netexec"]});
-        assert_eq!(Netexec::recognise(&c), Some(Netexec { http_port: 8080, udp_port: Some(8081) }));
-        assert_eq!(Netexec::recognise(&json!({"image": "nginx:1.27", "args": ["netexec"]})), None);
-        assert_eq!(Netexec::recognise(&json!({"image": "registry.k8s.io/e2e-test-images/agnhost:2.53", "args": ["pause"]})), None);
+        assert_eq!(
+            Netexec::recognise(&c),
+            Some(Netexec {
+                http_port: 8080,
+                udp_port: Some(8081)
+            })
+        );
+        assert_eq!(
+            Netexec::recognise(&json!({"image": "nginx:1.27", "args": ["netexec"]})),
+            None
+        );
+        assert_eq!(
+            Netexec::recognise(
+                &json!({"image": "registry.k8s.io/e2e-test-images/agnhost:2.53", "args": ["pause"]})
+            ),
+            None
+        );
     }
 
     #[test]
@@ -460,7 +572,13 @@ mod tests {
             go_json(&v),
             r#"{"errors":["Get \"http://x/\u003cy\u003e\u0026z\": EOF"],"responses":["a"]}"#
         );
-        assert_eq!(form("msg=a+b%21&msg=2&code="), BTreeMap::from([("msg".into(), "a b!".into()), ("code".into(), String::new())]));
+        assert_eq!(
+            form("msg=a+b%21&msg=2&code="),
+            BTreeMap::from([
+                ("msg".into(), "a b!".into()),
+                ("code".into(), String::new())
+            ])
+        );
         assert_eq!(canonical_header("x-forwarded-for"), "X-Forwarded-For");
     }
 }

@@ -149,7 +149,10 @@ fn resolve_and_serve(net: &mut Net, req: &ProxyRequest) -> (Outcome, Duration) {
             } else {
                 port.to_string()
             };
-            let Some(ip) = pod["status"]["podIPs"][0]["ip"].as_str().map(str::to_string) else {
+            let Some(ip) = pod["status"]["podIPs"][0]["ip"]
+                .as_str()
+                .map(str::to_string)
+            else {
                 return (
                     Outcome::Error(ApiError::bad_request("address not allowed")),
                     Duration::ZERO,
@@ -281,7 +284,10 @@ mod tests {
     #[test]
     fn ids_split_like_split_scheme_name_port() {
         assert_eq!(split_scheme_name_port("web"), Some(("", "web", "")));
-        assert_eq!(split_scheme_name_port("web:8080"), Some(("", "web", "8080")));
+        assert_eq!(
+            split_scheme_name_port("web:8080"),
+            Some(("", "web", "8080"))
+        );
         assert_eq!(
             split_scheme_name_port("https:web:443"),
             Some(("https", "web", "443"))

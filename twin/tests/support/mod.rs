@@ -119,11 +119,21 @@ pub fn node_ready(n: &Node) -> Option<String> {
 }
 
 pub fn node_of(p: &Pod) -> String {
-    p.spec.as_ref().unwrap().node_name.clone().unwrap_or_default()
+    p.spec
+        .as_ref()
+        .unwrap()
+        .node_name
+        .clone()
+        .unwrap_or_default()
 }
 
 pub fn pod_ip(p: &Pod) -> String {
-    p.status.as_ref().unwrap().pod_ip.clone().unwrap_or_default()
+    p.status
+        .as_ref()
+        .unwrap()
+        .pod_ip
+        .clone()
+        .unwrap_or_default()
 }
 
 /// agnhost netexec, pinned to `node`, labelled `app=<app>`.

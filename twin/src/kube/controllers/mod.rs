@@ -1,8 +1,9 @@
 //! The controllers that run inside the twin's API server, as one tokio task: a kubelet per
-//! joined node (Lease renewal, node and pod status), the node lifecycle controller (Ready
-//! `Unknown` and the unreachable taints after the grace period), taint-based eviction, the
-//! garbage collector (ownerReferences), the Deployment, ReplicaSet and DaemonSet
-//! controllers and a scheduler.
+//! joined node (Lease renewal, node status, its pods' containers and their status, the mirror
+//! pods of Talos's static pods), Talos's bootstrap manifests, the node lifecycle controller
+//! (Ready `Unknown` and the unreachable taints after the grace period), taint-based
+//! eviction, the garbage collector (ownerReferences), the Deployment, ReplicaSet and
+//! DaemonSet controllers and a scheduler. The faults of [`Faults`] act here.
 //!
 //! Each pass reconciles everything from the store's current state, writing only what
 //! differs, so passes are deterministic and converge. The loop wakes on every store change
@@ -77,8 +78,11 @@ impl Sim {
     /// the first worker never turns Ready, the first two workers lose pod traffic between
     /// them. Cleared when the fault is switched off.
     fn designate(&mut self) {
-        let mut workers: Vec<(&String, &NodeSim)> =
-            self.nodes.iter().filter(|(_, n)| !n.control_plane).collect();
+        let mut workers: Vec<(&String, &NodeSim)> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| !n.control_plane)
+            .collect();
         workers.sort_by_key(|(_, n)| n.index);
         if !self.faults.node_never_ready {
             self.never_ready = None;

@@ -70,7 +70,14 @@ impl NodeSim {
         use sha2::{Digest, Sha256};
         let h = Sha256::digest(format!("{}/{}", self.system_uuid, self.boot).as_bytes());
         let x: String = h.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        format!("{}-{}-{}-{}-{}", &x[0..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &x[0..8],
+            &x[8..12],
+            &x[12..16],
+            &x[16..20],
+            &x[20..32]
+        )
     }
 }
 

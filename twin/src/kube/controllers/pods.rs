@@ -276,7 +276,10 @@ pub(crate) fn schedule(store: &mut Store) {
     let mut on_node: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for p in pods.iter().filter(|p| !terminal(p) && !deleting(p)) {
         if let Some(n) = p["spec"]["nodeName"].as_str() {
-            on_node.entry(n.to_string()).or_default().push((**p).clone());
+            on_node
+                .entry(n.to_string())
+                .or_default()
+                .push((**p).clone());
         }
     }
     let now = now_time();
@@ -284,7 +287,12 @@ pub(crate) fn schedule(store: &mut Store) {
         p["spec"]["nodeName"].as_str().is_none_or(str::is_empty) && !deleting(p) && !terminal(p)
     }) {
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-        let here = |n: &Value| on_node.get(name_of(n)).map(Vec::as_slice).unwrap_or_default();
+        let here = |n: &Value| {
+            on_node
+                .get(name_of(n))
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+        };
         let best = nodes
             .iter()
             .filter(|n| {
@@ -351,7 +359,14 @@ pub(crate) fn schedule(store: &mut Store) {
 
 /// The kubelet's view of one pod on a node whose kubelet is posting: phase, IPs,
 /// conditions and the container statuses of the runtime.
-fn kubelet_status(pod: &Value, n: &NodeSim, net_ok: bool, rt: &PodRuntime, ip: Option<String>, clock: Clock) -> Value {
+fn kubelet_status(
+    pod: &Value,
+    n: &NodeSim,
+    net_ok: bool,
+    rt: &PodRuntime,
+    ip: Option<String>,
+    clock: Clock,
+) -> Value {
     let now = now_time();
     let mut status = pod["status"].clone();
     let started = rt.started();
@@ -382,14 +397,28 @@ fn kubelet_status(pod: &Value, n: &NodeSim, net_ok: bool, rt: &PodRuntime, ip: O
         ("", String::new())
     } else {
         let names = if unready.is_empty() {
-            containers.iter().filter_map(|c| c["name"].as_str()).collect()
+            containers
+                .iter()
+                .filter_map(|c| c["name"].as_str())
+                .collect()
         } else {
             unready
         };
-        ("ContainersNotReady", format!("containers with unready status: [{}]", names.join(" ")))
+        (
+            "ContainersNotReady",
+            format!("containers with unready status: [{}]", names.join(" ")),
+        )
     };
     let mut conds = status["conditions"].as_array().cloned().unwrap_or_default();
-    set_condition(&mut conds, "PodReadyToStartContainers", b(started), "", "", &now, &[]);
+    set_condition(
+        &mut conds,
+        "PodReadyToStartContainers",
+        b(started),
+        "",
+        "",
+        &now,
+        &[],
+    );
     if init.is_empty() || started {
         set_condition(&mut conds, "Initialized", "True", "", "", &now, &[]);
     } else {
@@ -405,7 +434,15 @@ fn kubelet_status(pod: &Value, n: &NodeSim, net_ok: bool, rt: &PodRuntime, ip: O
         );
     }
     set_condition(&mut conds, "Ready", b(ready), reason, &message, &now, &[]);
-    set_condition(&mut conds, "ContainersReady", b(ready), reason, &message, &now, &[]);
+    set_condition(
+        &mut conds,
+        "ContainersReady",
+        b(ready),
+        reason,
+        &message,
+        &now,
+        &[],
+    );
     set_condition(&mut conds, "PodScheduled", "True", "", "", &now, &[]);
     for c in &mut conds {
         // Pod conditions carry a probe time the kubelet leaves empty.
@@ -463,7 +500,15 @@ pub(crate) fn kubelet_pods(store: &mut Store, sim: &mut Sim, clock: Clock, wake:
             boot: n.boot,
             ..Default::default()
         });
-        let new_sandbox = rt.advance(pod, net_ok, n.boot, n.died_at.as_deref(), crash.as_ref(), clock, wake);
+        let new_sandbox = rt.advance(
+            pod,
+            net_ok,
+            n.boot,
+            n.died_at.as_deref(),
+            crash.as_ref(),
+            clock,
+            wake,
+        );
         // A new sandbox gets a new address from the node's pod CIDR.
         let ip = if host_net {
             None

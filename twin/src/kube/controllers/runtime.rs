@@ -68,11 +68,20 @@ pub(crate) struct Ctr {
 
 #[derive(Clone, Debug)]
 pub(crate) enum State {
-    Running { since: Instant },
+    Running {
+        since: Instant,
+    },
     /// Exited; the kubelet has not synced the pod since.
-    Exited { at: Instant, term: Value },
+    Exited {
+        at: Instant,
+        term: Value,
+    },
     /// Exited inside the back-off window: restarts at `until`.
-    BackOff { at: Instant, until: Instant, term: Value },
+    BackOff {
+        at: Instant,
+        until: Instant,
+        term: Value,
+    },
 }
 
 impl Ctr {
@@ -93,7 +102,9 @@ impl Ctr {
     /// Restart after an exit at `exit_at`, at `now`: flowcontrol's `Next` moves the window.
     fn restart(&mut self, exit_at: Instant, now: Instant, term: Value, clock: Clock) {
         let secs = match self.backoff {
-            Some((secs, last)) if exit_at.saturating_duration_since(last) <= clock.dur(2.0 * BACKOFF_MAX_SECS) => {
+            Some((secs, last))
+                if exit_at.saturating_duration_since(last) <= clock.dur(2.0 * BACKOFF_MAX_SECS) =>
+            {
                 (secs * 2.0).min(BACKOFF_MAX_SECS)
             }
             _ => BACKOFF_INITIAL_SECS,
@@ -106,7 +117,13 @@ impl Ctr {
     }
 
     /// Advance this container to `clock.now`, taking every transition that is due.
-    fn advance(&mut self, crash: Option<&Crash>, clock: Clock, wake: &mut Wake, started_at: &dyn Fn(Instant) -> String) {
+    fn advance(
+        &mut self,
+        crash: Option<&Crash>,
+        clock: Clock,
+        wake: &mut Wake,
+        started_at: &dyn Fn(Instant) -> String,
+    ) {
         loop {
             match self.state.clone() {
                 State::Running { since } => {
@@ -129,10 +146,15 @@ impl Ctr {
                     // doBackOff: inside the window (and the entry not expired) → wait.
                     match self.backoff {
                         Some((secs, last))
-                            if at.saturating_duration_since(last) <= clock.dur(2.0 * BACKOFF_MAX_SECS)
+                            if at.saturating_duration_since(last)
+                                <= clock.dur(2.0 * BACKOFF_MAX_SECS)
                                 && sync.saturating_duration_since(at) < clock.dur(secs) =>
                         {
-                            self.state = State::BackOff { at, until: at + clock.dur(secs), term };
+                            self.state = State::BackOff {
+                                at,
+                                until: at + clock.dur(secs),
+                                term,
+                            };
                         }
                         _ => self.restart(at, sync, term, clock),
                     }
@@ -167,7 +189,9 @@ impl PodRuntime {
         let mut new_sandbox = false;
         if self.boot != boot && self.sandbox_at.is_some() {
             // The node rebooted: containerd lost every container of the old boot.
-            let finished = died_at.map(str::to_string).unwrap_or_else(|| clock.time_at(clock.now));
+            let finished = died_at
+                .map(str::to_string)
+                .unwrap_or_else(|| clock.time_at(clock.now));
             for c in self.containers.values_mut() {
                 let started = match &c.state {
                     State::Running { since } => clock.time_at(*since),
@@ -196,7 +220,10 @@ impl PodRuntime {
         let started_at = |t: Instant| clock.time_at(t);
         for c in containers(pod) {
             let name = c["name"].as_str().unwrap_or_default().to_string();
-            let ctr = self.containers.entry(name).or_insert_with(|| Ctr::new(clock.now));
+            let ctr = self
+                .containers
+                .entry(name)
+                .or_insert_with(|| Ctr::new(clock.now));
             ctr.advance(crash, clock, wake, &started_at);
         }
         new_sandbox
@@ -213,7 +240,11 @@ impl PodRuntime {
 
     /// `containerStatuses` (and `initContainerStatuses`), as the kubelet reports them.
     pub fn statuses(&self, pod: &Value, clock: Clock) -> (Vec<Value>, Vec<Value>) {
-        let init_containers: Vec<&Value> = pod["spec"]["initContainers"].as_array().into_iter().flatten().collect();
+        let init_containers: Vec<&Value> = pod["spec"]["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .collect();
         let initializing = !self.started() && !init_containers.is_empty();
         let init: Vec<Value> = init_containers
             .iter()
@@ -239,11 +270,20 @@ impl PodRuntime {
             .map(|c| {
                 let name = c["name"].as_str().unwrap_or_default();
                 let Some(ctr) = self.containers.get(name) else {
-                    return waiting_status(c, if initializing { "PodInitializing" } else { "ContainerCreating" });
+                    return waiting_status(
+                        c,
+                        if initializing {
+                            "PodInitializing"
+                        } else {
+                            "ContainerCreating"
+                        },
+                    );
                 };
                 let id = container_id(pod, name, ctr.seq);
                 let state = match &ctr.state {
-                    State::Running { since } => json!({"running": {"startedAt": clock.time_at(*since)}}),
+                    State::Running { since } => {
+                        json!({"running": {"startedAt": clock.time_at(*since)}})
+                    }
                     State::Exited { term, .. } => {
                         let mut t = term.clone();
                         t["containerID"] = json!(id);
@@ -294,19 +334,26 @@ fn waiting_status(c: &Value, reason: &str) -> Value {
 
 /// A container id as containerd makes them: 64 hex digits, new for every container.
 fn container_id(pod: &Value, name: &str, seq: u32) -> String {
-    format!("containerd://{}", hex_digest(&format!("{}/{name}/{seq}", uid_of(pod))))
+    format!(
+        "containerd://{}",
+        hex_digest(&format!("{}/{name}/{seq}", uid_of(pod)))
+    )
 }
 
 fn hex_digest(s: &str) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The image reference as containerd reports it: fully qualified (`docker.io/library/…`).
 fn normalized_image(image: &Value) -> String {
     let image = image.as_str().unwrap_or_default();
     let first = image.split('/').next().unwrap_or_default();
-    let has_registry = image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_registry =
+        image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     let mut out = if has_registry {
         image.to_string()
     } else if image.contains('/') {
@@ -360,18 +407,33 @@ mod tests {
     #[test]
     fn crash_loop_backs_off_10s_doubling_to_5m() {
         let t0 = Instant::now();
-        let at = |secs: f64| Clock { now: t0 + Duration::from_secs_f64(secs), scale: 1.0 };
-        let crash = Crash { exit_code: 1, run_secs: CRASH_RUN_SECS };
+        let at = |secs: f64| Clock {
+            now: t0 + Duration::from_secs_f64(secs),
+            scale: 1.0,
+        };
+        let crash = Crash {
+            exit_code: 1,
+            run_secs: CRASH_RUN_SECS,
+        };
         let p = pod();
         let mut rt = PodRuntime::default();
         let mut observe = |secs: f64| {
             let mut wake = Wake::default();
             rt.advance(&p, true, 1, None, Some(&crash), at(secs), &mut wake);
             let (s, _) = rt.statuses(&p, at(secs));
-            (s[0].clone(), wake.0.map(|w| w.duration_since(t0).as_secs_f64()))
+            (
+                s[0].clone(),
+                wake.0.map(|w| w.duration_since(t0).as_secs_f64()),
+            )
         };
         let (s, next) = observe(0.0);
-        assert_eq!((s["restartCount"].as_i64(), s["state"]["running"].is_object()), (Some(0), true));
+        assert_eq!(
+            (
+                s["restartCount"].as_i64(),
+                s["state"]["running"].is_object()
+            ),
+            (Some(0), true)
+        );
         assert_eq!(next, Some(2.0), "wakes when the container exits");
         // Exited at 2 s, seen by the kubelet 1 s later.
         let (s, _) = observe(2.5);
@@ -379,30 +441,53 @@ mod tests {
         assert_eq!(s["state"]["terminated"]["reason"], "Error");
         // First exit: restarted at once when synced (3 s), window 10 s.
         let (s, _) = observe(3.0);
-        assert_eq!((s["restartCount"].as_i64(), s["state"]["running"].is_object()), (Some(1), true));
+        assert_eq!(
+            (
+                s["restartCount"].as_i64(),
+                s["state"]["running"].is_object()
+            ),
+            (Some(1), true)
+        );
         assert_eq!(s["lastState"]["terminated"]["exitCode"], 1);
         // Second exit at 5 s → back-off 10s until 15 s.
         let (s, next) = observe(6.0);
         assert_eq!(s["state"]["waiting"]["reason"], "CrashLoopBackOff");
         let msg = s["state"]["waiting"]["message"].as_str().unwrap();
-        assert!(msg.starts_with("back-off 10s restarting failed container=coredns pod=coredns-x_kube-system(u-1)"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "back-off 10s restarting failed container=coredns pod=coredns-x_kube-system(u-1)"
+            ),
+            "{msg}"
+        );
         assert_eq!(next, Some(15.0));
         assert!(!s["ready"].as_bool().unwrap());
         let (s, _) = observe(15.0);
-        assert_eq!((s["restartCount"].as_i64(), s["state"]["running"].is_object()), (Some(2), true));
+        assert_eq!(
+            (
+                s["restartCount"].as_i64(),
+                s["state"]["running"].is_object()
+            ),
+            (Some(2), true)
+        );
         // The windows that follow: each exit 2 s after the restart, then wait the window.
         let mut restart_at = 15.0;
         let mut windows = Vec::new();
         for _ in 0..7 {
             let exit = restart_at + CRASH_RUN_SECS;
             let (s, next) = observe(exit + PLEG_RELIST_SECS);
-            let msg = s["state"]["waiting"]["message"].as_str().unwrap().to_string();
+            let msg = s["state"]["waiting"]["message"]
+                .as_str()
+                .unwrap()
+                .to_string();
             windows.push(msg.split_whitespace().nth(1).unwrap().to_string());
             restart_at = next.unwrap();
             let (s, _) = observe(restart_at);
             assert!(s["state"]["running"].is_object());
         }
-        assert_eq!(windows, ["20s", "40s", "1m20s", "2m40s", "5m0s", "5m0s", "5m0s"]);
+        assert_eq!(
+            windows,
+            ["20s", "40s", "1m20s", "2m40s", "5m0s", "5m0s", "5m0s"]
+        );
         let (s, _) = observe(restart_at);
         assert_eq!(s["restartCount"], 9);
     }
@@ -410,33 +495,64 @@ mod tests {
     #[test]
     fn a_reboot_restarts_every_container_with_unknown_255() {
         let t0 = Instant::now();
-        let clock = Clock { now: t0, scale: 1.0 };
+        let clock = Clock {
+            now: t0,
+            scale: 1.0,
+        };
         let p = pod();
         let mut rt = PodRuntime::default();
         let mut wake = Wake::default();
         assert!(rt.advance(&p, true, 1, None, None, clock, &mut wake));
         assert!(!rt.advance(&p, true, 1, None, None, clock, &mut wake));
         // New boot, but no network yet: not started.
-        assert!(!rt.advance(&p, false, 2, Some("2025-01-01T00:00:00Z"), None, clock, &mut wake));
+        assert!(!rt.advance(
+            &p,
+            false,
+            2,
+            Some("2025-01-01T00:00:00Z"),
+            None,
+            clock,
+            &mut wake
+        ));
         assert!(!rt.running("coredns") || !rt.started());
-        assert!(rt.advance(&p, true, 2, Some("2025-01-01T00:00:00Z"), None, clock, &mut wake));
+        assert!(rt.advance(
+            &p,
+            true,
+            2,
+            Some("2025-01-01T00:00:00Z"),
+            None,
+            clock,
+            &mut wake
+        ));
         let (s, _) = rt.statuses(&p, clock);
         assert_eq!(s[0]["restartCount"], 1);
         assert_eq!(s[0]["lastState"]["terminated"]["exitCode"], 255);
         assert_eq!(s[0]["lastState"]["terminated"]["reason"], "Unknown");
-        assert_eq!(s[0]["lastState"]["terminated"]["finishedAt"], "2025-01-01T00:00:00Z");
+        assert_eq!(
+            s[0]["lastState"]["terminated"]["finishedAt"],
+            "2025-01-01T00:00:00Z"
+        );
     }
 
     #[test]
     fn images_are_reported_fully_qualified() {
-        assert_eq!(normalized_image(&json!("nginx:1.27")), "docker.io/library/nginx:1.27");
-        assert_eq!(normalized_image(&json!("coredns/coredns")), "docker.io/coredns/coredns:latest");
+        assert_eq!(
+            normalized_image(&json!("nginx:1.27")),
+            "docker.io/library/nginx:1.27"
+        );
+        assert_eq!(
+            normalized_image(&json!("coredns/coredns")),
+            "docker.io/coredns/coredns:latest"
+        );
         assert_eq!(
             normalized_image(&json!("registry.k8s.io/e2e-test-images/agnhost:2.53")),
             "registry.k8s.io/e2e-test-images/agnhost:2.53"
         );
         let id = image_id(&json!("registry.k8s.io/coredns/coredns:v1.12.1"));
-        assert!(id.starts_with("registry.k8s.io/coredns/coredns@sha256:"), "{id}");
+        assert!(
+            id.starts_with("registry.k8s.io/coredns/coredns@sha256:"),
+            "{id}"
+        );
         assert_eq!(go_duration(80.0), "1m20s");
         assert_eq!(go_duration(300.0), "5m0s");
     }

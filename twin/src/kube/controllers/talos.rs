@@ -61,11 +61,17 @@ const COREFILE: &str = ".:53 {
 ";
 
 fn create(store: &mut Store, gvr: Gvr, obj: Value) {
-    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if let Err(e) = store.create(&gvr, "kube-system", obj, false)
         && e.code != 409
     {
-        tracing::warn!("kube twin: cannot create {} kube-system/{name}: {e}", gvr.plural);
+        tracing::warn!(
+            "kube twin: cannot create {} kube-system/{name}: {e}",
+            gvr.plural
+        );
     }
 }
 
@@ -214,7 +220,10 @@ pub(crate) fn mirror_pods(store: &mut Store, sim: &Sim) {
                 continue;
             }
             // The static pod's uid is the hash of its manifest; the mirror pod names it.
-            let hash = hash32(&format!("{node_name}/{component}/{image}/{}", n.system_uuid));
+            let hash = hash32(&format!(
+                "{node_name}/{component}/{image}/{}",
+                n.system_uuid
+            ));
             let version = KUBELET_VERSION.trim_start_matches('v');
             let pod = json!({
                 "apiVersion": "v1", "kind": "Pod",
