@@ -291,6 +291,8 @@ impl KubeTwin {
             KubeFault::NodeNeverReady => f.node_never_ready = on,
             KubeFault::CrossNodeDrop => f.cross_node_drop = on,
         }
+        // Effective at once, not only from the controllers' next pass.
+        w.sim.designate();
         drop(w);
         self.shared.poke.notify_one();
     }

@@ -77,7 +77,7 @@ impl Sim {
     /// Pick the nodes and pods the faults act on, in join order (workers by node index):
     /// the first worker never turns Ready, the first two workers lose pod traffic between
     /// them. Cleared when the fault is switched off.
-    fn designate(&mut self) {
+    pub fn designate(&mut self) {
         let mut workers: Vec<(&String, &NodeSim)> = self
             .nodes
             .iter()
