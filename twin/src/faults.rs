@@ -27,6 +27,19 @@ pub enum Fault {
     ProviderDisconnected,
     /// clusterproof's own Omni service-account key is expired: every omnictl call fails.
     OmniAuthExpired,
+    /// The cilium shim installs without honouring the `MTU` value: `cilium-config` has no
+    /// `mtu` key (the chart's default `MTU: 0`, auto-detect).
+    CiliumMtuAutodetect,
+    /// One CoreDNS replica crash-loops (CoreDNS's `loop` plugin exits 1 after every start):
+    /// `CrashLoopBackOff` with `lastState.terminated` `Error`, exit code 1, restarts growing.
+    CrashloopPod,
+    /// The first worker to join never turns Ready (its kubelet never finds the CNI
+    /// configuration). Also seen by `dod::workers_ready`; `provision::cilium`'s wait for every
+    /// node Ready fails too.
+    NodeNeverReady,
+    /// Pod traffic between the first two workers to join is dropped: connections between
+    /// their pods time out, everything else works.
+    CrossNodeDrop,
 }
 
 /// The verdict a fault must produce in its scenario.
@@ -37,7 +50,7 @@ pub enum Expect {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 13] = [
         Fault::DnsPublicOnHosts,
         Fault::DnsLanWrongAnswer,
         Fault::StorageMissing,
@@ -47,6 +60,10 @@ impl Fault {
         Fault::RamExhausted,
         Fault::ProviderDisconnected,
         Fault::OmniAuthExpired,
+        Fault::CiliumMtuAutodetect,
+        Fault::CrashloopPod,
+        Fault::NodeNeverReady,
+        Fault::CrossNodeDrop,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,6 +77,10 @@ impl Fault {
             Fault::RamExhausted => "ram-exhausted",
             Fault::ProviderDisconnected => "provider-disconnected",
             Fault::OmniAuthExpired => "omni-auth-expired",
+            Fault::CiliumMtuAutodetect => "cilium-mtu-autodetect",
+            Fault::CrashloopPod => "crashloop-pod",
+            Fault::NodeNeverReady => "node-never-ready",
+            Fault::CrossNodeDrop => "cross-node-drop",
         }
     }
 
@@ -74,6 +95,23 @@ impl Fault {
             Fault::ProviderDisconnected | Fault::OmniAuthExpired => {
                 ("preflight::omni", Expect::Fail)
             }
+            Fault::CiliumMtuAutodetect => ("dod::cilium_healthy", Expect::Fail),
+            Fault::CrashloopPod => ("dod::core_pods", Expect::Fail),
+            Fault::NodeNeverReady => ("dod::all_nodes_ready", Expect::Fail),
+            Fault::CrossNodeDrop => ("dod::connectivity", Expect::Fail),
+        }
+    }
+}
+
+impl Fault {
+    /// The Kubernetes twin's part of the fault, if it has one.
+    pub fn kube(self) -> Option<crate::kube::KubeFault> {
+        use crate::kube::KubeFault;
+        match self {
+            Fault::CrashloopPod => Some(KubeFault::CrashLoopPod),
+            Fault::NodeNeverReady => Some(KubeFault::NodeNeverReady),
+            Fault::CrossNodeDrop => Some(KubeFault::CrossNodeDrop),
+            _ => None,
         }
     }
 }

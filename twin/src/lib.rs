@@ -126,6 +126,9 @@ impl Twin {
             })
             .await?,
         );
+        for k in opts.faults.iter().filter_map(|f| f.kube()) {
+            kube.set_fault(k, true);
+        }
         let cni = tokio::spawn(provider::cni_physics(Arc::clone(&kube)));
         let omni_faults: Vec<omni::OmniFault> = opts
             .faults
@@ -178,7 +181,7 @@ impl Twin {
             Some(exe) => (
                 wrapper(dir.path(), "omnictl", exe, &["twin", "omnictl"])
                     .map_err(|e| TwinError::Io("write the omnictl wrapper".into(), e))?,
-                wrapper(dir.path(), "cilium", exe, &["twin", "cilium"])
+                wrapper(dir.path(), "cilium", exe, &cilium_prefix(&opts))
                     .map_err(|e| TwinError::Io("write the cilium wrapper".into(), e))?,
             ),
             None => (PathBuf::from("omnictl"), PathBuf::from("cilium")),
@@ -234,11 +237,30 @@ impl Twin {
     }
 }
 
+/// `twin cilium` with the shim's options (see [`cilium`]): the twin's time scale, and the
+/// `cilium-mtu-autodetect` fault.
+fn cilium_prefix(opts: &TwinOptions) -> Vec<String> {
+    let mut prefix = vec![
+        "twin".to_string(),
+        "cilium".to_string(),
+        format!("--twin-time-scale={}", opts.time_scale),
+    ];
+    if opts.faults.contains(&Fault::CiliumMtuAutodetect) {
+        prefix.push(format!("--twin-fault={}", Fault::CiliumMtuAutodetect));
+    }
+    prefix
+}
+
 /// A shell script `<dir>/<name>` that runs `exe prefix… "$@"`.
-fn wrapper(dir: &Path, name: &str, exe: &Path, prefix: &[&str]) -> std::io::Result<PathBuf> {
+fn wrapper(
+    dir: &Path,
+    name: &str,
+    exe: &Path,
+    prefix: &[impl AsRef<str>],
+) -> std::io::Result<PathBuf> {
     let path = dir.join(name);
     let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
-    let args: Vec<String> = prefix.iter().map(|a| quote(a)).collect();
+    let args: Vec<String> = prefix.iter().map(|a| quote(a.as_ref())).collect();
     std::fs::write(
         &path,
         format!(

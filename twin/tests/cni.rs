@@ -35,7 +35,7 @@ async fn nodes_turn_ready_when_the_cilium_agent_runs_on_them() {
         nodes.iter().all(|n| node_ready(n) == Some("False")),
         "NotReady before the CNI"
     );
-    for obj in twin::cilium::render(&harness::model::lab::default_cilium_values()) {
+    for obj in twin::cilium::render(&harness::model::lab::default_cilium_values()).unwrap() {
         k.apply(&obj, "cilium-cli").await.unwrap();
     }
     let nodes = k

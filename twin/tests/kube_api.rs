@@ -1,7 +1,8 @@
 //! The twin's Kubernetes API server driven by the real kube-rs client, built from the
 //! kubeconfig the twin writes: verbs and Status errors, watches (the in-stream 410,
 //! streaming lists, bookmarks, timeouts), auth, discovery and CRDs, and the controllers — node
-//! lifecycle, Deployments, eviction and recreation, DaemonSets, the service proxy canary.
+//! lifecycle, Deployments, eviction and recreation, DaemonSets. (The pod and service proxies
+//! are `pod_proxy.rs`'s.)
 //! Waits use watchers or bounded polls under a timeout; nothing sleeps to synchronise.
 
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent,
@@ -809,92 +810,6 @@ async fn evicted_pods_are_recreated_on_another_node_daemonset_stays() {
     assert!(e.is_not_found(), "the evicted pod is gone");
     // The DaemonSet pod on the dead node tolerates unreachable: still there.
     assert!(sys_pods.get_opt(&agent_on_victim).await.unwrap().is_some());
-    t.shutdown().await;
-}
-
-#[tokio::test]
-async fn service_proxy_is_the_canary() {
-    let t = start().await;
-    let c = client(&t).await;
-    join(&t, "w-1", false);
-    join(&t, "w-2", false);
-    let svcs: Api<Service> = Api::namespaced(c.clone(), "default");
-    let svc: Service = serde_json::from_value(json!({
-        "metadata": {"name": "canary"},
-        "spec": {"selector": {"app": "canary"}, "ports": [{"port": 80}]},
-    }))
-    .unwrap();
-    let created = svcs.create(&PostParams::default(), &svc).await.unwrap();
-    assert!(
-        created
-            .spec
-            .unwrap()
-            .cluster_ip
-            .is_some_and(|ip| ip.starts_with("10.96."))
-    );
-    let deploys: Api<Deployment> = Api::namespaced(c.clone(), "default");
-    deploys
-        .create(&PostParams::default(), &deployment("canary", 1, Some(100)))
-        .await
-        .unwrap();
-
-    let proxy = |path: &'static str| {
-        let c = c.clone();
-        async move {
-            let req = axum::http::Request::get(format!(
-                "/api/v1/namespaces/default/services/canary:80/proxy/{path}"
-            ))
-            .body(Vec::new())
-            .unwrap();
-            c.request::<serde_json::Value>(req).await
-        }
-    };
-    // No Ready node yet: 503.
-    let e = api_status(proxy("healthz").await.unwrap_err());
-    assert_eq!((e.code, e.reason.as_str()), (503, "ServiceUnavailable"));
-
-    t.set_cni_ready("w-1", true).unwrap();
-    t.set_cni_ready("w-2", true).unwrap();
-    let body = eventually("proxy 200", || async { proxy("healthz").await.ok() }).await;
-    assert_eq!(body["service"], "canary");
-    assert_eq!(body["path"], "/healthz");
-    let served_by = body["served_by"].as_str().unwrap().to_string();
-
-    // Its node stops: 503 until the pod is recreated elsewhere, then 200 again.
-    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
-    let node = pods
-        .get(&served_by)
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .node_name
-        .unwrap();
-    t.set_kubelet_alive(&node, false).unwrap();
-    eventually("proxy 503", || async {
-        proxy("healthz")
-            .await
-            .err()
-            .map(api_status)
-            .filter(|s| s.code == 503)
-    })
-    .await;
-    let body = eventually("proxy 200 from the replacement", || async {
-        proxy("x").await.ok()
-    })
-    .await;
-    assert_ne!(body["served_by"].as_str().unwrap(), served_by);
-
-    let e = api_status(
-        c.request::<serde_json::Value>(
-            axum::http::Request::get("/api/v1/namespaces/default/services/missing/proxy/")
-                .body(Vec::new())
-                .unwrap(),
-        )
-        .await
-        .unwrap_err(),
-    );
-    assert!(e.is_not_found());
     t.shutdown().await;
 }
 

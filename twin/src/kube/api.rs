@@ -2,7 +2,8 @@
 //! (`/api/v1/...`, `/apis/{group}/{version}/...`, namespaced or not, `watch` prefixes,
 //! subresources), the verbs (reference §3, §4, §6), discovery, `/version`, the health
 //! endpoints ([`super::health`]), `/metrics` and request accounting ([`super::metrics`]),
-//! Table and metadata answers ([`super::table`]), pod eviction and the service proxy.
+//! Table and metadata answers ([`super::table`]), pod eviction, and the routing of the pod
+//! and service proxies ([`super::proxy`]).
 //!
 //! Query strings are parsed leniently (kube-rs sends `?` and `?&`); every error is a
 //! `Status` object.
@@ -18,7 +19,6 @@ use axum::response::Response;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::controllers::workloads_selects;
 use super::metrics::{self, RequestKey, ResourceRequest};
 use super::select::{FieldSelector, Filter, LabelSelector};
 use super::status::ApiError;
@@ -169,7 +169,7 @@ pub(crate) async fn handle(
 ) -> Response {
     let auth = authenticate(&sh, &headers);
     let key = request_key(&method, &uri, &headers);
-    let resp = respond(&sh, auth, method, uri, headers, body);
+    let resp = respond(&sh, auth, method, uri, headers, body).await;
     if auth != Auth::Component {
         sh.requests.add(RequestKey {
             code: resp.status().as_u16(),
@@ -179,7 +179,7 @@ pub(crate) async fn handle(
     resp
 }
 
-fn respond(
+async fn respond(
     sh: &Arc<Shared>,
     auth: Auth,
     method: Method,
@@ -241,6 +241,9 @@ fn respond(
     let Some(rp) = parse_resource_path(group, version, rest) else {
         return error_response(&ApiError::no_route());
     };
+    if let Some(req) = proxy_request(&rp, &path, &uri, &method, &headers, &body) {
+        return super::proxy::handle(sh, req).await;
+    }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = match Format::negotiate(accept, q.get("includeObject").map(String::as_str)) {
         Ok(f) if method == Method::GET && rp.sub.as_deref() != Some("proxy") => f,
@@ -356,10 +359,6 @@ fn resource(
     let sub = match rp.sub.as_deref() {
         None => Sub::Main,
         Some("status") if rt.status => Sub::Status,
-        Some("proxy") if is_core(&rt, "services") => {
-            let name = rp.name.as_deref().unwrap_or_default();
-            return service_proxy(store, &ns, name, &rp.rest).map(|v| Reply::Json(200, v));
-        }
         Some("eviction") if is_core(&rt, "pods") && *method == Method::POST => {
             let name = rp.name.as_deref().unwrap_or_default();
             store.delete(&rt.gvr, &ns, name, &Preconditions::default(), dry_run(q))?;
@@ -596,35 +595,42 @@ fn watch_request(
     })
 }
 
-/// `/api/v1/namespaces/{ns}/services/{name}[:port]/proxy/{path}`: answered by the twin
-/// itself when the service selects a Running, Ready pod on a Ready node.
-fn service_proxy(store: &Store, ns: &str, name_port: &str, path: &str) -> Result<Value, ApiError> {
-    let parts: Vec<&str> = name_port.split(':').collect();
-    let name = match parts.as_slice() {
-        [scheme, n, _] if matches!(*scheme, "http" | "https") => *n,
-        [n, ..] => *n,
-        [] => "",
+/// A pod or service proxy request (`/api/v1/namespaces/{ns}/{pods|services}/{id}/proxy/…`),
+/// for [`super::proxy`].
+fn proxy_request<'a>(
+    rp: &'a ResPath,
+    path: &str,
+    uri: &'a Uri,
+    method: &'a Method,
+    headers: &'a HeaderMap,
+    body: &'a Bytes,
+) -> Option<super::proxy::ProxyRequest<'a>> {
+    let kind = match (
+        rp.gvr.group.as_str(),
+        rp.gvr.version.as_str(),
+        rp.gvr.plural.as_str(),
+    ) {
+        ("", "v1", "pods") => super::proxy::Kind::Pod,
+        ("", "v1", "services") => super::proxy::Kind::Service,
+        _ => return None,
     };
-    let svc_gvr = Gvr::new("", "v1", "services");
-    let svc = store
-        .get(&svc_gvr, ns, name)
-        .ok_or_else(|| ApiError::not_found(&svc_gvr, name))?;
-    let selector = &svc["spec"]["selector"];
-    let pod = super::controllers::active_pods(store, ns)
-        .into_iter()
-        .filter(|p| workloads_selects(selector, p))
-        .find(|p| super::controllers::pod_ready(p) && super::controllers::on_ready_node(store, p));
-    match pod {
-        Some(p) => Ok(json!({
-            "service": name,
-            "namespace": ns,
-            "path": format!("/{path}"),
-            "served_by": p["metadata"]["name"],
-        })),
-        None => Err(ApiError::service_unavailable(format!(
-            "no endpoints available for service \"{name}\""
-        ))),
+    if rp.sub.as_deref() != Some("proxy") || rp.watch_prefix {
+        return None;
     }
+    let mut target = format!("/{}", rp.rest);
+    if path.ends_with('/') && !rp.rest.is_empty() {
+        target.push('/');
+    }
+    Some(super::proxy::ProxyRequest {
+        kind,
+        namespace: rp.namespace.as_deref()?,
+        id: rp.name.as_deref()?,
+        path: target,
+        query: uri.query().unwrap_or_default(),
+        method,
+        headers,
+        body,
+    })
 }
 
 #[cfg(test)]

@@ -108,7 +108,14 @@ fn pod_defaults(obj: &mut Value) {
     set_default(spec, "schedulerName", json!("default-scheduler"));
     set_default(spec, "terminationGracePeriodSeconds", json!(30));
     set_default(spec, "serviceAccountName", json!("default"));
-    set_default(spec, "priority", json!(0));
+    // The Priority admission plugin resolves the two built-in classes
+    // (`pkg/apis/scheduling` `SystemCriticalPriority` = 2000000000).
+    let priority = match spec["priorityClassName"].as_str() {
+        Some("system-node-critical") => 2_000_001_000,
+        Some("system-cluster-critical") => 2_000_000_000,
+        _ => 0,
+    };
+    set_default(spec, "priority", json!(priority));
     // DefaultTolerationSeconds: tolerate not-ready and unreachable for 300 s unless the
     // pod already says something about them.
     let mut tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
@@ -125,7 +132,39 @@ fn pod_defaults(obj: &mut Value) {
         }
     }
     spec["tolerations"] = json!(tolerations);
-    obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+    let qos = qos_class(spec);
+    obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+}
+
+/// The pod's QoS class (`pkg/apis/core/v1/helper/qos` `GetPodQOS`): Guaranteed when every
+/// container limits CPU and memory to its requests, BestEffort without any request or
+/// limit, Burstable otherwise.
+fn qos_class(spec: &Value) -> &'static str {
+    let containers: Vec<&Value> = spec["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    let any = containers.iter().any(|c| {
+        ["requests", "limits"]
+            .iter()
+            .any(|k| c["resources"][k].as_object().is_some_and(|m| !m.is_empty()))
+    });
+    if !any {
+        return "BestEffort";
+    }
+    let guaranteed = containers.iter().all(|c| {
+        ["cpu", "memory"].iter().all(|r| {
+            let limit = &c["resources"]["limits"][r];
+            let request = &c["resources"]["requests"][r];
+            !limit.is_null() && (request.is_null() || request == limit)
+        })
+    });
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
 }
 
 fn workload_defaults(rt: &ResourceType, obj: &mut Value, replicas: bool) -> Result<(), ApiError> {

@@ -31,11 +31,30 @@
 //!   in-process and its HTTP components use [`KubeTwin::component_kubeconfig_yaml`]: neither
 //!   is counted.
 //!
+//! The world inside is a Talos cluster with CNI `none` and kube-proxy disabled, as `kubectl
+//! get pods -n kube-system -o wide` shows it: once the first control plane joins, Talos's
+//! bootstrap manifests (CoreDNS: Deployment `coredns` ×2 `k8s-app=kube-dns`, Service
+//! `kube-dns` 10.96.0.10, Pending until some node's CNI runs); on every control plane the
+//! kubelet's mirror pods `kube-apiserver-<node>`, `kube-controller-manager-<node>`,
+//! `kube-scheduler-<node>` (etcd is a Talos service, not a pod; no kube-proxy); Cilium's
+//! pods come from the `cilium` shim's install ([`crate::cilium`]). Each kubelet runs its
+//! pods' containers (`controllers/runtime.rs`): container statuses with image, imageID,
+//! containerID, restart counts, `lastState`, the kubelet's CrashLoopBackOff back-off
+//! (10 s doubling to 5 min), restarts after a node reboot; pod IPs from the node's pod CIDR.
+//! The pod and service proxies ([`proxy`]) reach what the pods serve — agnhost `netexec`
+//! ([`netexec`]) — through a model of the Cilium pod network ([`net`]): a dead node or a
+//! dropped path times out, a closed port is refused, as kube-apiserver reports them.
+//!
+//! Faults ([`KubeFault`], set with [`KubeTwin::set_fault`]): a crash-looping CoreDNS
+//! replica, a worker that never turns Ready, pod traffic dropped between two workers.
+//!
 //! Not emulated: RBAC and admission webhooks, field-manager conflict detection in apply,
 //! strategic merge of lists by key, rolling updates (old ReplicaSets drop to zero at once),
 //! graceful pod termination (deletes are immediate), the EndpointSlice mirroring controller
 //! (Services without a selector get no slices), topology hints, protobuf, aggregated
-//! discovery, YAML request bodies, YAML/protobuf answers (such Accept clauses are skipped),
+//! discovery, YAML request bodies, container logs and exec, readiness and liveness probes (a
+//! running container is ready), what images other than agnhost netexec serve (their declared
+//! ports accept and close connections), YAML/protobuf answers (such Accept clauses are skipped),
 //! Table printers of kinds the twin does not serve, metrics other than
 //! `apiserver_request_total`, and any effect of a failing health check on other requests.
 
@@ -44,7 +63,10 @@ mod controllers;
 mod defaults;
 mod health;
 mod metrics;
+mod net;
+mod netexec;
 mod patch;
+mod proxy;
 mod select;
 mod status;
 mod store;
@@ -77,6 +99,29 @@ pub struct KubeSpec {
     pub token: String,
     /// Multiplies every emulated duration (Lease renewal, grace period, tolerations).
     pub time_scale: f64,
+}
+
+/// Faults of the Kubernetes twin (`twin::faults::Fault` names them and says who catches them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeFault {
+    /// One CoreDNS replica (the first whose containers start) crash-loops: CoreDNS's `loop`
+    /// plugin exits 1 about 2 s after every start, and the kubelet backs off.
+    CrashLoopPod,
+    /// The first worker to join never turns Ready: its Cilium agent runs but the kubelet
+    /// never finds the CNI configuration (`NetworkPluginNotReady … cni config
+    /// uninitialized`), so it keeps the `not-ready` taints and takes no pods.
+    NodeNeverReady,
+    /// Pod traffic between the first two workers to join is dropped (e.g. VXLAN blocked
+    /// between their hosts): connections between their pods time out.
+    CrossNodeDrop,
+}
+
+/// What the Kubernetes twin's faults act on (see [`KubeTwin::fault_targets`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultTargets {
+    pub crash_pod: Option<String>,
+    pub never_ready_node: Option<String>,
+    pub dropped_between: Option<(String, String)>,
 }
 
 /// Everything behind the lock: the objects and the emulated machines.
@@ -302,15 +347,54 @@ impl KubeTwin {
         Ok(())
     }
 
-    /// Start or stop the node's kubelet (a stopped VM stops heartbeating).
+    /// Start or stop the node's kubelet (a stopped VM stops heartbeating). A kubelet that
+    /// comes back runs in a new boot: its pods' containers restart.
     pub fn set_kubelet_alive(&self, name: &str, alive: bool) -> Result<(), TwinError> {
         self.with_node(name, |n| {
             if alive && !n.alive {
                 // A restarted kubelet renews its Lease at once.
                 n.last_renew = None;
+                n.boot += 1;
+            }
+            if !alive && n.alive {
+                n.died_at = Some(store::now_time());
             }
             n.alive = alive;
         })
+    }
+
+    /// Switch one of the Kubernetes twin's faults on or off.
+    pub fn set_fault(&self, fault: KubeFault, on: bool) {
+        let mut w = lock(&self.shared.world);
+        let f = &mut w.sim.faults;
+        match fault {
+            KubeFault::CrashLoopPod => f.crashloop = on,
+            KubeFault::NodeNeverReady => f.node_never_ready = on,
+            KubeFault::CrossNodeDrop => f.cross_node_drop = on,
+        }
+        // Effective at once, not only from the controllers' next pass.
+        w.sim.designate();
+        drop(w);
+        self.shared.poke.notify_one();
+    }
+
+    /// What the faults act on so far: the crash-looping pod, the never-Ready node, the two
+    /// nodes between which pod traffic is dropped.
+    pub fn fault_targets(&self) -> FaultTargets {
+        let w = lock(&self.shared.world);
+        let pods = types::Gvr::new("", "v1", "pods");
+        let crash_pod = w.sim.crash_victim.as_ref().and_then(|uid| {
+            w.store
+                .list(&pods, Some("kube-system"), &select::Filter::default())
+                .into_iter()
+                .find(|p| p["metadata"]["uid"] == uid.as_str())
+                .and_then(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        });
+        FaultTargets {
+            crash_pod,
+            never_ready_node: w.sim.never_ready.clone(),
+            dropped_between: w.sim.dropped.clone(),
+        }
     }
 
     /// Whether the node's CNI is configured (the Cilium agent runs there).

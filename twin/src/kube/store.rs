@@ -179,7 +179,7 @@ impl Store {
             compacted: 0,
             seq: 0,
             seed,
-            next_service_ip: 1,
+            next_service_ip: 0,
             notify,
         };
         let ns = Gvr::new("", "v1", "namespaces");
@@ -274,11 +274,23 @@ impl Store {
         )
     }
 
-    /// The next free ClusterIP of the service range 10.96.0.0/12.
+    /// The next free ClusterIP of the service range 10.96.0.0/12: the first goes to the
+    /// `kubernetes` Service (10.96.0.1, as the API server reserves it); addresses Services
+    /// asked for explicitly (Talos's `kube-dns` 10.96.0.10) are skipped.
     pub fn allocate_service_ip(&mut self) -> String {
-        let n = self.next_service_ip;
-        self.next_service_ip += 1;
-        format!("10.96.{}.{}", n / 254, n % 254 + 1)
+        let svc = Gvr::new("", "v1", "services");
+        loop {
+            let n = self.next_service_ip;
+            self.next_service_ip += 1;
+            let ip = format!("10.96.{}.{}", n / 254, n % 254 + 1);
+            let used = self
+                .list(&svc, None, &Filter::default())
+                .iter()
+                .any(|s| s["spec"]["clusterIP"] == ip.as_str());
+            if !used {
+                return ip;
+            }
+        }
     }
 
     pub fn get(&self, gvr: &Gvr, ns: &str, name: &str) -> Option<Arc<Value>> {

@@ -244,8 +244,15 @@ impl State {
                         json!({"search": "spaceships.work", "dns1": "1.1.1.1", "dns2": "8.8.8.8"});
                 }
             }
-            // The DNS views and the Omni twin implement these.
-            Fault::DnsLanWrongAnswer | Fault::ProviderDisconnected | Fault::OmniAuthExpired => {}
+            // The DNS views, the Omni twin, the Kubernetes twin and the cilium shim implement
+            // these.
+            Fault::DnsLanWrongAnswer
+            | Fault::ProviderDisconnected
+            | Fault::OmniAuthExpired
+            | Fault::CiliumMtuAutodetect
+            | Fault::CrashloopPod
+            | Fault::NodeNeverReady
+            | Fault::CrossNodeDrop => {}
             Fault::StorageMissing => {
                 self.storage.retain(|s| s["storage"] != "vm_ssd");
                 for h in self.hosts.values_mut() {

@@ -1,8 +1,9 @@
 //! The controllers that run inside the twin's API server, as one tokio task: a kubelet per
-//! joined node (Lease renewal, node and pod status), the node lifecycle controller (Ready
-//! `Unknown` and the unreachable taints after the grace period), taint-based eviction, the
-//! garbage collector (ownerReferences), the Deployment, ReplicaSet and DaemonSet
-//! controllers and a scheduler.
+//! joined node (Lease renewal, node status, its pods' containers and their status, the mirror
+//! pods of Talos's static pods), Talos's bootstrap manifests, the node lifecycle controller
+//! (Ready `Unknown` and the unreachable taints after the grace period), taint-based
+//! eviction, the garbage collector (ownerReferences), the Deployment, ReplicaSet and
+//! DaemonSet controllers and a scheduler. The faults of [`Faults`] act here.
 //!
 //! Each pass reconciles everything from the store's current state, writing only what
 //! differs, so passes are deterministic and converge; the Endpoints/EndpointSlice
@@ -15,6 +16,8 @@
 mod endpoints;
 mod nodes;
 mod pods;
+mod runtime;
+mod talos;
 mod workloads;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,7 +31,8 @@ use super::types::Gvr;
 use super::{Shared, World};
 
 pub(crate) use nodes::{NodeSim, join_node};
-pub(crate) use pods::{active_pods, on_ready_node, pod_ready};
+pub(crate) use pods::pod_ready;
+pub(crate) use runtime::PodRuntime;
 pub(crate) use workloads::selects as workloads_selects;
 
 /// kubelet: `nodeLeaseDurationSeconds` is 40, renewal every 10 s (a quarter).
@@ -49,6 +53,72 @@ pub(crate) struct Sim {
     pub pod_ip_next: BTreeMap<String, u32>,
     /// How far the Endpoints/EndpointSlice controllers have read the change history.
     pub endpoints: endpoints::EndpointsSync,
+    /// The container runtime's side of every pod a kubelet runs, by pod uid.
+    pub runtimes: BTreeMap<String, PodRuntime>,
+    /// Whether Talos's bootstrap manifests (CoreDNS) have been applied.
+    pub bootstrapped: bool,
+    pub faults: Faults,
+    /// `node-never-ready`: the worker whose kubelet never finds its CNI configuration.
+    pub never_ready: Option<String>,
+    /// `cross-node-drop`: the two workers between which pod traffic is dropped.
+    pub dropped: Option<(String, String)>,
+    /// `crashloop-pod`: the uid of the CoreDNS pod whose container crash-loops.
+    pub crash_victim: Option<String>,
+    /// Source ports handed out for emulated connections.
+    pub next_port: u32,
+    /// Rotates through a Service's backends, as a load balancer spreads connections.
+    pub lb_turn: u64,
+}
+
+/// Faults the Kubernetes twin plays (see `twin::faults::Fault` for what catches each).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Faults {
+    pub crashloop: bool,
+    pub node_never_ready: bool,
+    pub cross_node_drop: bool,
+}
+
+impl Sim {
+    /// Pick the nodes and pods the faults act on, in join order (workers by node index):
+    /// the first worker never turns Ready, the first two workers lose pod traffic between
+    /// them. Cleared when the fault is switched off.
+    pub fn designate(&mut self) {
+        let mut workers: Vec<(&String, &NodeSim)> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| !n.control_plane)
+            .collect();
+        workers.sort_by_key(|(_, n)| n.index);
+        if !self.faults.node_never_ready {
+            self.never_ready = None;
+        } else if self.never_ready.is_none() {
+            self.never_ready = workers.first().map(|(name, _)| (*name).clone());
+        }
+        if !self.faults.cross_node_drop {
+            self.dropped = None;
+        } else if self.dropped.is_none()
+            && let [(a, _), (b, _), ..] = workers.as_slice()
+        {
+            self.dropped = Some(((*a).clone(), (*b).clone()));
+        }
+        if !self.faults.crashloop {
+            self.crash_victim = None;
+        }
+    }
+
+    /// Whether pods on `node` have a network: its CNI runs and its kubelet found the CNI
+    /// configuration.
+    pub fn pod_network(&self, node: &str) -> bool {
+        self.nodes.get(node).is_some_and(|n| n.cni_ready)
+            && self.never_ready.as_deref() != Some(node)
+    }
+
+    /// Whether pod traffic between the two nodes is dropped (`cross-node-drop`).
+    pub fn drops(&self, a: &str, b: &str) -> bool {
+        self.dropped
+            .as_ref()
+            .is_some_and(|(x, y)| (x == a && y == b) || (x == b && y == a))
+    }
 }
 
 /// Scaled durations.
@@ -61,6 +131,14 @@ pub(crate) struct Clock {
 impl Clock {
     pub fn dur(&self, secs: f64) -> Duration {
         Duration::from_secs_f64((secs * self.scale).max(0.0))
+    }
+
+    /// An emulated instant as a Kubernetes `Time`, the wall clock's now minus how long ago it
+    /// was (in the twin's unscaled clock).
+    pub fn time_at(&self, t: Instant) -> String {
+        let ago = self.now.saturating_duration_since(t);
+        let wall = chrono::Utc::now() - chrono::Duration::from_std(ago).unwrap_or_default();
+        wall.format("%Y-%m-%dT%H:%M:%SZ").to_string()
     }
 }
 
@@ -109,14 +187,17 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 pub(crate) fn reconcile(w: &mut World, clock: Clock) -> Option<Instant> {
     let mut wake = Wake::default();
     let World { store, sim } = w;
+    sim.designate();
+    talos::bootstrap(store, sim);
     nodes::kubelets_and_lifecycle(store, sim, clock, &mut wake);
+    talos::mirror_pods(store, sim);
     pods::evict(store, sim, clock, &mut wake);
     pods::collect_garbage(store, sim);
     workloads::deployments(store);
     workloads::replicasets(store);
     workloads::daemonsets(store);
     pods::schedule(store);
-    pods::kubelet_pods(store, sim, clock);
+    pods::kubelet_pods(store, sim, clock, &mut wake);
     workloads::rollups(store);
     let _synced = endpoints::reconcile(store, &mut sim.endpoints);
     wake.0

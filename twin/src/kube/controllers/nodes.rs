@@ -37,6 +37,11 @@ pub(crate) struct NodeSim {
     pub index: u32,
     pub joined_at: Instant,
     pub last_renew: Option<Instant>,
+    /// Counts the machine's boots: a kubelet that comes back after its VM stopped runs in a
+    /// new boot, and the containers of the old one are gone.
+    pub boot: u64,
+    /// When the kubelet last died (the finish time its containers get after a reboot).
+    pub died_at: Option<String>,
 }
 
 impl NodeSim {
@@ -58,6 +63,21 @@ impl NodeSim {
     /// Whether the kubelet runs and its heartbeats are current.
     pub fn posting(&self, clock: Clock) -> bool {
         self.alive && self.fresh(clock)
+    }
+
+    /// The node's `bootID` (changes with every boot, as the kernel's random boot id does).
+    pub fn boot_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let h = Sha256::digest(format!("{}/{}", self.system_uuid, self.boot).as_bytes());
+        let x: String = h.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &x[0..8],
+            &x[8..12],
+            &x[12..16],
+            &x[16..20],
+            &x[20..32]
+        )
     }
 }
 
@@ -89,7 +109,8 @@ pub(crate) fn join_node(
             sim.next_node_index
         }
     };
-    let cni_ready = sim.nodes.get(name).is_some_and(|n| n.cni_ready);
+    let old = sim.nodes.get(name);
+    let cni_ready = old.is_some_and(|n| n.cni_ready);
     let node = NodeSim {
         alive: true,
         cni_ready,
@@ -98,6 +119,8 @@ pub(crate) fn join_node(
         index,
         joined_at: now,
         last_renew: None,
+        boot: old.map_or(1, |n| n.boot),
+        died_at: old.and_then(|n| n.died_at.clone()),
     };
     let mut all = labels.clone();
     all.insert("kubernetes.io/hostname".into(), name.into());
@@ -174,7 +197,7 @@ fn node_object(name: &str, labels: &BTreeMap<String, String>, n: &NodeSim) -> Va
             "nodeInfo": {
                 "machineID": format!("{:0>32}", n.index),
                 "systemUUID": n.system_uuid,
-                "bootID": format!("boot-{}", n.index),
+                "bootID": n.boot_id(),
                 "kernelVersion": "6.12.57-talos",
                 "osImage": "Talos (v1.11.5)",
                 "containerRuntimeVersion": "containerd://2.1.5",
@@ -284,23 +307,28 @@ pub(crate) fn kubelets_and_lifecycle(
         if fresh {
             wake.at(n.last_renew.unwrap_or(n.joined_at) + clock.dur(NODE_GRACE_SECS));
         }
+        let network = n.cni_ready && sim.never_ready.as_deref() != Some(name.as_str());
         let health = match (fresh, n.alive) {
             (false, _) => Health::Unknown,
-            (true, true) if n.cni_ready => Health::Ready,
+            (true, true) if network => Health::Ready,
             (true, true) => Health::NotReady,
             // The kubelet died but the grace period has not run out: nothing changes yet.
             (true, false) => continue,
         };
-        post_conditions(store, &node, health);
+        let boot_id = n.boot_id();
+        post_conditions(store, &node, health, &boot_id);
         if let Some(node) = store.get(&g, "", &name) {
             set_taints(&node, health, store);
         }
     }
 }
 
-fn post_conditions(store: &mut Store, node: &Value, health: Health) {
+fn post_conditions(store: &mut Store, node: &Value, health: Health, boot_id: &str) {
     let now = now_time();
     let mut status = node["status"].clone();
+    if health != Health::Unknown {
+        status["nodeInfo"]["bootID"] = json!(boot_id);
+    }
     let mut conds = status["conditions"].as_array().cloned().unwrap_or_default();
     pressure_conditions(&mut conds, health == Health::Unknown, &now);
     let (st, reason, msg) = match health {

@@ -1,8 +1,10 @@
-//! Pods: the scheduler (taints and tolerations, nodeSelector, required node affinity, least
-//! loaded node first), the kubelet's pod status (Running and Ready once the node's network
-//! is up, `ContainerCreating` before; hostNetwork pods need no CNI), the node lifecycle
-//! controller's `MarkPodsNotReady`, taint-based eviction (NoExecute taints against
-//! `tolerationSeconds`), the garbage collector and the pod GC of deleted nodes.
+//! Pods: the scheduler (taints and tolerations, nodeSelector, required node affinity,
+//! required pod anti-affinity per node, then the node with the fewest pods the preferred
+//! anti-affinity avoids, then the least loaded), the kubelet's pod status (the containers of
+//! [`super::runtime`]: Running and Ready once the node's network is up, `ContainerCreating`
+//! before; hostNetwork pods need no CNI; a pod IP from the node's pod CIDR per sandbox), the
+//! node lifecycle controller's `MarkPodsNotReady`, taint-based eviction (NoExecute taints
+//! against `tolerationSeconds`), the garbage collector and the pod GC of deleted nodes.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -12,6 +14,7 @@ use super::super::defaults::node_selector_matches;
 use super::super::select::{FieldSelector, Filter, LabelSelector, labels_of};
 use super::super::store::{Store, now_time};
 use super::super::types::Gvr;
+use super::runtime::{CRASH_RUN_SECS, Crash, PodRuntime};
 use super::{
     Clock, NodeSim, Sim, Wake, condition_status, deleting, gvr_nodes, gvr_pods, name_of, ns_of,
     remove, set_condition, tolerates, uid_of, write, write_status,
@@ -212,14 +215,71 @@ pub(crate) fn fits(pod: &Value, node: &Value) -> bool {
     unfit(pod, node).is_none()
 }
 
-/// Bind pending pods to the least loaded fitting node.
+/// The pod's anti-affinity terms of one kind (`requiredDuringSchedulingIgnoredDuringExecution`
+/// terms, or the `podAffinityTerm`s of the preferred ones with their weights) whose topology
+/// is the node (`kubernetes.io/hostname`, the only topology the twin's nodes have).
+fn anti_affinity(pod: &Value, required: bool) -> Vec<(i64, LabelSelector, Vec<String>)> {
+    let aa = &pod["spec"]["affinity"]["podAntiAffinity"];
+    let key = if required {
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    } else {
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    };
+    aa[key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            let (weight, term) = if required {
+                (1, t)
+            } else {
+                (t["weight"].as_i64().unwrap_or(1), &t["podAffinityTerm"])
+            };
+            (term["topologyKey"] == "kubernetes.io/hostname").then(|| {
+                let mut namespaces: Vec<String> = term["namespaces"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect();
+                if namespaces.is_empty() {
+                    namespaces.push(ns_of(pod).to_string());
+                }
+                (
+                    weight,
+                    LabelSelector::from_object(&term["labelSelector"]),
+                    namespaces,
+                )
+            })
+        })
+        .collect()
+}
+
+/// Sum of the weights of the pod's anti-affinity terms that pods already on the node match.
+fn anti_affinity_hits(pod: &Value, required: bool, on_node: &[Value]) -> i64 {
+    anti_affinity(pod, required)
+        .iter()
+        .filter(|(_, sel, nss)| {
+            on_node
+                .iter()
+                .any(|p| nss.iter().any(|n| n == ns_of(p)) && sel.matches(p))
+        })
+        .map(|(w, _, _)| *w)
+        .sum()
+}
+
+/// Bind pending pods to a fitting node: required pod anti-affinity respected, then the node
+/// with the fewest pods the preferred anti-affinity avoids, then the least loaded.
 pub(crate) fn schedule(store: &mut Store) {
     let nodes = store.list(&gvr_nodes(), None, &Filter::default());
     let pods = store.list(&gvr_pods(), None, &Filter::default());
-    let mut load: BTreeMap<String, usize> = BTreeMap::new();
-    for p in pods.iter().filter(|p| !terminal(p)) {
+    let mut on_node: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for p in pods.iter().filter(|p| !terminal(p) && !deleting(p)) {
         if let Some(n) = p["spec"]["nodeName"].as_str() {
-            *load.entry(n.to_string()).or_default() += 1;
+            on_node
+                .entry(n.to_string())
+                .or_default()
+                .push((**p).clone());
         }
     }
     let now = now_time();
@@ -227,29 +287,46 @@ pub(crate) fn schedule(store: &mut Store) {
         p["spec"]["nodeName"].as_str().is_none_or(str::is_empty) && !deleting(p) && !terminal(p)
     }) {
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        let here = |n: &Value| {
+            on_node
+                .get(name_of(n))
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+        };
         let best = nodes
             .iter()
-            .filter(|n| match unfit(pod, n) {
-                None => true,
-                Some(r) => {
-                    *reasons.entry(r).or_default() += 1;
-                    false
+            .filter(|n| {
+                let why = unfit(pod, n).or_else(|| {
+                    (anti_affinity_hits(pod, true, here(n)) > 0)
+                        .then(|| "node(s) didn't match pod anti-affinity rules".to_string())
+                });
+                match why {
+                    None => true,
+                    Some(r) => {
+                        *reasons.entry(r).or_default() += 1;
+                        false
+                    }
                 }
             })
             .min_by_key(|n| {
                 (
-                    load.get(name_of(n)).copied().unwrap_or(0),
+                    anti_affinity_hits(pod, false, here(n)),
+                    here(n).len(),
                     name_of(n).to_string(),
                 )
-            });
+            })
+            .cloned();
         let mut status = pod["status"].clone();
         let mut conds = status["conditions"].as_array().cloned().unwrap_or_default();
         match best {
             Some(node) => {
-                let node_name = name_of(node).to_string();
-                *load.entry(node_name.clone()).or_default() += 1;
+                let node_name = name_of(&node).to_string();
                 let mut bound = (**pod).clone();
                 bound["spec"]["nodeName"] = json!(node_name);
+                on_node
+                    .entry(node_name.clone())
+                    .or_default()
+                    .push(bound.clone());
                 write(store, &gvr_pods(), bound);
                 set_condition(&mut conds, "PodScheduled", "True", "", "", &now, &[]);
                 status["conditions"] = json!(conds);
@@ -280,107 +357,109 @@ pub(crate) fn schedule(store: &mut Store) {
     }
 }
 
-fn container_id(pod: &Value, name: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let h = Sha256::digest(format!("{}/{name}", uid_of(pod)).as_bytes());
-    let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
-    format!("containerd://{hex}")
-}
-
-/// The kubelet's view of one pod on a node whose kubelet is posting.
+/// The kubelet's view of one pod on a node whose kubelet is posting: phase, IPs,
+/// conditions and the container statuses of the runtime.
 fn kubelet_status(
     pod: &Value,
     n: &NodeSim,
     net_ok: bool,
-    sim_ip: impl FnOnce() -> String,
+    rt: &PodRuntime,
+    ip: Option<String>,
+    clock: Clock,
 ) -> Value {
     let now = now_time();
-    let old = &pod["status"];
-    let mut status = old.clone();
-    let was_running = old["phase"] == "Running";
-    let running = net_ok || was_running;
-    let ready = net_ok;
+    let mut status = pod["status"].clone();
+    let started = rt.started();
     let host_net = pod["spec"]["hostNetwork"].as_bool() == Some(true);
-    status["phase"] = json!(if running { "Running" } else { "Pending" });
+    status["phase"] = json!(if started { "Running" } else { "Pending" });
     status["hostIP"] = json!(n.ip());
     status["hostIPs"] = json!([{"ip": n.ip()}]);
     if status.get("startTime").is_none() {
         status["startTime"] = json!(now);
     }
-    if running && status.get("podIP").is_none() {
-        let ip = if host_net { n.ip() } else { sim_ip() };
+    if let Some(ip) = ip.or_else(|| host_net.then(|| n.ip())).filter(|_| started) {
         status["podIP"] = json!(ip);
         status["podIPs"] = json!([{"ip": ip}]);
     }
-    let containers: Vec<&Value> = pod["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .collect();
-    let names: Vec<&str> = containers
+    let (containers, init) = rt.statuses(pod, clock);
+    status["containerStatuses"] = json!(containers);
+    if !init.is_empty() {
+        status["initContainerStatuses"] = json!(init);
+    }
+    let unready: Vec<&str> = containers
         .iter()
+        .filter(|c| c["ready"] != true)
         .filter_map(|c| c["name"].as_str())
         .collect();
-    let old_cs = old["containerStatuses"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let statuses: Vec<Value> = containers
-        .iter()
-        .map(|c| {
-            let name = c["name"].as_str().unwrap_or_default();
-            let prev = old_cs.iter().find(|s| s["name"] == json!(name));
-            let state = if running {
-                let started = prev
-                    .and_then(|p| p["state"]["running"]["startedAt"].as_str())
-                    .map(str::to_string)
-                    .unwrap_or_else(|| now.clone());
-                json!({"running": {"startedAt": started}})
-            } else {
-                json!({"waiting": {"reason": "ContainerCreating"}})
-            };
-            json!({"name": name, "image": c["image"].clone(), "imageID": "",
-                "containerID": container_id(pod, name), "ready": ready, "started": running,
-                "restartCount": 0, "state": state})
-        })
-        .collect();
-    status["containerStatuses"] = json!(statuses);
-    let mut conds = status["conditions"].as_array().cloned().unwrap_or_default();
+    let ready = net_ok && started && unready.is_empty();
     let b = |x: bool| if x { "True" } else { "False" };
-    let unready = if ready {
-        String::new()
+    let (reason, message) = if ready {
+        ("", String::new())
     } else {
-        format!("containers with unready status: [{}]", names.join(" "))
+        let names = if unready.is_empty() {
+            containers
+                .iter()
+                .filter_map(|c| c["name"].as_str())
+                .collect()
+        } else {
+            unready
+        };
+        (
+            "ContainersNotReady",
+            format!("containers with unready status: [{}]", names.join(" ")),
+        )
     };
-    let reason = if ready { "" } else { "ContainersNotReady" };
+    let mut conds = status["conditions"].as_array().cloned().unwrap_or_default();
     set_condition(
         &mut conds,
         "PodReadyToStartContainers",
-        b(running),
+        b(started),
         "",
         "",
         &now,
         &[],
     );
-    set_condition(&mut conds, "Initialized", "True", "", "", &now, &[]);
-    set_condition(&mut conds, "Ready", b(ready), reason, &unready, &now, &[]);
+    if init.is_empty() || started {
+        set_condition(&mut conds, "Initialized", "True", "", "", &now, &[]);
+    } else {
+        let names: Vec<&str> = init.iter().filter_map(|c| c["name"].as_str()).collect();
+        set_condition(
+            &mut conds,
+            "Initialized",
+            "False",
+            "ContainersNotInitialized",
+            &format!("containers with incomplete status: [{}]", names.join(" ")),
+            &now,
+            &[],
+        );
+    }
+    set_condition(&mut conds, "Ready", b(ready), reason, &message, &now, &[]);
     set_condition(
         &mut conds,
         "ContainersReady",
         b(ready),
         reason,
-        &unready,
+        &message,
         &now,
         &[],
     );
     set_condition(&mut conds, "PodScheduled", "True", "", "", &now, &[]);
+    for c in &mut conds {
+        // Pod conditions carry a probe time the kubelet leaves empty.
+        c["lastProbeTime"] = Value::Null;
+    }
     status["conditions"] = json!(conds);
     status
 }
 
-/// Pod status for every pod bound to a joined node.
-pub(crate) fn kubelet_pods(store: &mut Store, sim: &mut Sim, clock: Clock) {
+/// Pod status for every pod bound to a joined node, after running its containers to now.
+pub(crate) fn kubelet_pods(store: &mut Store, sim: &mut Sim, clock: Clock, wake: &mut Wake) {
     let pods = store.list(&gvr_pods(), None, &Filter::default());
+    let live: BTreeSet<String> = pods.iter().map(|p| uid_of(p).to_string()).collect();
+    sim.runtimes.retain(|uid, _| live.contains(uid));
+    if sim.crash_victim.as_ref().is_some_and(|v| !live.contains(v)) {
+        sim.crash_victim = None;
+    }
     for pod in pods.iter().filter(|p| !deleting(p) && !terminal(p)) {
         let Some(node) = pod["spec"]["nodeName"].as_str() else {
             continue;
@@ -407,14 +486,48 @@ pub(crate) fn kubelet_pods(store: &mut Store, sim: &mut Sim, clock: Clock) {
             }
             continue;
         }
-        let net_ok = n.cni_ready || pod["spec"]["hostNetwork"].as_bool() == Some(true);
-        let next = sim.pod_ip_next.entry(node.to_string()).or_insert(1);
-        let status = kubelet_status(pod, &n, net_ok, || {
-            *next = *next % 253 + 1;
-            format!("{}.{}", n.pod_prefix(), *next + 1)
+        let host_net = pod["spec"]["hostNetwork"].as_bool() == Some(true);
+        let net_ok = host_net || sim.pod_network(node);
+        let uid = uid_of(pod).to_string();
+        if sim.faults.crashloop && sim.crash_victim.is_none() && crash_candidate(pod) && net_ok {
+            sim.crash_victim = Some(uid.clone());
+        }
+        let crash = (sim.crash_victim.as_deref() == Some(uid.as_str())).then_some(Crash {
+            exit_code: 1,
+            run_secs: CRASH_RUN_SECS,
         });
+        let rt = sim.runtimes.entry(uid).or_insert_with(|| PodRuntime {
+            boot: n.boot,
+            ..Default::default()
+        });
+        let new_sandbox = rt.advance(
+            pod,
+            net_ok,
+            n.boot,
+            n.died_at.as_deref(),
+            crash.as_ref(),
+            clock,
+            wake,
+        );
+        // A new sandbox gets a new address from the node's pod CIDR.
+        let ip = if host_net {
+            None
+        } else if new_sandbox {
+            let next = sim.pod_ip_next.entry(node.to_string()).or_insert(1);
+            *next = *next % 253 + 1;
+            Some(format!("{}.{}", n.pod_prefix(), *next + 1))
+        } else {
+            pod["status"]["podIP"].as_str().map(str::to_string)
+        };
+        let rt = &sim.runtimes[uid_of(pod)];
+        let status = kubelet_status(pod, &n, net_ok, rt, ip, clock);
         write_status(store, &gvr_pods(), pod, status);
     }
+}
+
+/// The pods `crashloop-pod` picks from: CoreDNS's (`k8s-app=kube-dns` in kube-system).
+fn crash_candidate(pod: &Value) -> bool {
+    ns_of(pod) == "kube-system" && pod["metadata"]["labels"]["k8s-app"] == "kube-dns"
 }
 
 /// Whether a pod counts as ready.
@@ -429,12 +542,4 @@ pub(crate) fn active_pods(store: &Store, ns: &str) -> Vec<std::sync::Arc<Value>>
         .into_iter()
         .filter(|p| !deleting(p) && !terminal(p))
         .collect()
-}
-
-/// Whether a pod sits on a node whose Ready condition is True.
-pub(crate) fn on_ready_node(store: &Store, pod: &Value) -> bool {
-    pod["spec"]["nodeName"]
-        .as_str()
-        .and_then(|n| store.get(&gvr_nodes(), "", n))
-        .is_some_and(|n| condition_status(&n, "Ready") == Some("True"))
 }

@@ -306,7 +306,9 @@ fn deployment_status(store: &mut Store, d: &Value) {
     status["unavailableReplicas"] = json!((want - available).max(0));
     let mut conds = status["conditions"].as_array().cloned().unwrap_or_default();
     let times = ["lastUpdateTime"];
-    if available >= want {
+    // Available: at least `replicas - maxUnavailable` available (`deploymentutil.
+    // MaxUnavailable`: a percentage rounds down; 25% by default).
+    if available >= want - max_unavailable(d, want) {
         set_condition(
             &mut conds,
             "Available",
@@ -352,6 +354,21 @@ fn deployment_status(store: &mut Store, d: &Value) {
     );
     status["conditions"] = json!(conds);
     write_status(store, &gvr_deployments(), d, status);
+}
+
+/// A rolling update's `maxUnavailable` in pods for `want` replicas.
+fn max_unavailable(d: &Value, want: i64) -> i64 {
+    let v = &d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"];
+    let n = match (v.as_i64(), v.as_str()) {
+        (Some(n), _) => n,
+        (None, Some(p)) => {
+            let pct: i64 = p.trim_end_matches('%').parse().unwrap_or(25);
+            want * pct / 100
+        }
+        (None, None) if d["spec"]["strategy"]["type"] == "Recreate" => 0,
+        (None, None) => want * 25 / 100,
+    };
+    n.clamp(0, want)
 }
 
 fn daemonset_status(store: &mut Store, ds: &Value, nodes: &[Arc<Value>]) {
