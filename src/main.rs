@@ -45,6 +45,12 @@ enum Command {
     /// The built-in twin: an emulation of the seed lab on loopback.
     #[command(subcommand)]
     Twin(TwinCommand),
+    /// Re-render every report of a run (summary.md, report.html, junit.xml, metrics.prom)
+    /// from its result.json and events.jsonl.
+    Report {
+        /// The run's report directory (reports/<run-id>, or the --out DIR of the run).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -133,6 +139,7 @@ fn main() -> ExitCode {
         Command::Run(a) => run(a, &Phase::ALL, "run"),
         Command::Twin(TwinCommand::Serve { faults }) => twin_serve(faults),
         Command::Twin(TwinCommand::Faults) => twin_faults(),
+        Command::Report { dir } => report(&dir),
         // Synchronous by design: the shim must not run inside an async runtime.
         Command::Twin(TwinCommand::Omnictl { args }) => {
             twin::omni::shim::main_with(args, twin::omni::shim::Env::from_process())
@@ -439,6 +446,19 @@ fn twin_options(faults: Vec<Fault>) -> twin::TwinOptions {
         faults,
         exe: std::env::current_exe().ok(),
         ..Default::default()
+    }
+}
+
+fn report(dir: &Path) -> i32 {
+    match harness::report::rerender(dir) {
+        Ok(_) => {
+            println!("reports re-rendered in {}", dir.display());
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::BAD_INPUT
+        }
     }
 }
 
