@@ -52,7 +52,12 @@ pub fn display_path(p: &Path) -> String {
     let rel = std::env::current_dir()
         .ok()
         .and_then(|cwd| p.strip_prefix(&cwd).ok().map(Path::to_path_buf));
-    rel.unwrap_or_else(|| p.to_path_buf()).display().to_string()
+    match rel {
+        // The current directory itself.
+        Some(r) if r.as_os_str().is_empty() => ".".into(),
+        Some(r) => r.display().to_string(),
+        None => p.display().to_string(),
+    }
 }
 
 /// How bad a finding is.

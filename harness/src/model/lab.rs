@@ -298,6 +298,57 @@ struct RawChaos {
 }
 
 impl LabFile {
+    /// The stand-in for "no lab file" when a cluster template and machine classes are linted
+    /// on their own: its values are defaults, not facts about anyone's lab, nothing may connect
+    /// with it, and `LabSpec::lab_given` is false so checks that need the lab leave it out.
+    pub fn none(template: &Path, machine_classes: &[PathBuf]) -> LabFile {
+        LabFile {
+            path: PathBuf::from("(no lab file)"),
+            name: "(no lab file)".into(),
+            omni: Omni {
+                endpoint: String::new(),
+                omnictl: PathBuf::from("omnictl"),
+                provider_id: String::new(),
+                lan_ip: IpAddr::from([0, 0, 0, 0]),
+                service_account_key: SecretSource::Env("OMNI_SERVICE_ACCOUNT_KEY".into()),
+                omniconfig: None,
+            },
+            proxmox: Proxmox {
+                url: String::new(),
+                token_id: String::new(),
+                token_secret: SecretSource::Env("PROXMOX_TOKEN_SECRET".into()),
+                tls: Tls::Verify,
+            },
+            dns: Dns {
+                omni_hostname: String::new(),
+                lan_resolvers: Vec::new(),
+                lan_view: std::net::SocketAddr::from(([0, 0, 0, 0], 53)),
+                public_view: None,
+            },
+            resources: Resources {
+                ram_headroom_percent: 10,
+                storage_headroom_percent: 10,
+            },
+            cluster: Cluster {
+                template: template.to_path_buf(),
+                machine_classes: machine_classes.to_vec(),
+                provision_timeout: Duration::from_secs(600),
+            },
+            cilium: Cilium {
+                cli: PathBuf::from("cilium"),
+                gateway_api_crds: DEFAULT_GATEWAY_API_CRDS.into(),
+                values: default_cilium_values(),
+            },
+            chaos: Chaos {
+                target: ChaosTarget::Worker,
+                mode: StopMode::Stop,
+                ha_managed: HaPolicy::Refuse,
+                detect_timeout: Duration::from_secs(120),
+                recovery_timeout: Duration::from_secs(600),
+            },
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Self, LabError> {
         let text = std::fs::read_to_string(path).map_err(|source| LabError::Read {
             path: path.display().to_string(),

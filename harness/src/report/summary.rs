@@ -71,6 +71,19 @@ pub fn render(r: &RunRecord) -> String {
     }
     for (phase, scs) in phases(r) {
         let pv = phase_verdict(&scs);
+        // A phase skipped whole, for one reason: one line, not a table of the same reason.
+        let first = &scs[0].outcome.message;
+        if pv == Verdict::Skip && scs.iter().all(|sc| &sc.outcome.message == first) {
+            let ids: Vec<String> = scs.iter().map(|sc| format!("`{}`", sc.id)).collect();
+            s.push_str(&format!(
+                "## {} {phase} — {} skipped\n\n{}: {}\n\n",
+                symbol(pv),
+                scs.len(),
+                md(first),
+                ids.join(", ")
+            ));
+            continue;
+        }
         s.push_str(&format!(
             "## {} {phase} — {}\n\n",
             symbol(pv),
