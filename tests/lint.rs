@@ -242,7 +242,10 @@ fn list_names_every_scenario_with_phase_and_plan_line() {
 fn class_yaml(id: &str, provider: &str) -> String {
     let seed = std::fs::read_to_string("fixtures/seed/machine-classes/matrix-worker.yaml").unwrap();
     seed.replace("id: matrix-worker", &format!("id: {id}"))
-        .replace("providerid: matrix-cluster", &format!("providerid: {provider}"))
+        .replace(
+            "providerid: matrix-cluster",
+            &format!("providerid: {provider}"),
+        )
 }
 
 /// The seed template, renamed, its sets using `cp` and `worker` classes.
@@ -269,15 +272,28 @@ fn user_repo() -> (tempfile::TempDir, PathBuf) {
 }
 
 fn lint_in(repo: &Path, args: &[&str]) -> Output {
-    clusterproof().arg("lint").args(args).current_dir(repo).output().unwrap()
+    clusterproof()
+        .arg("lint")
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .unwrap()
 }
 
 #[test]
 fn a_users_template_is_linted_with_the_classes_beside_it() {
     let (_tmp, repo) = user_repo();
     std::fs::create_dir_all(repo.join("machine-classes")).unwrap();
-    std::fs::write(repo.join("machine-classes/cp.yaml"), class_yaml("matrix-cp-hotel", "hotel-provider")).unwrap();
-    std::fs::write(repo.join("machine-classes/worker.yml"), class_yaml("matrix-worker-hotel", "hotel-provider")).unwrap();
+    std::fs::write(
+        repo.join("machine-classes/cp.yaml"),
+        class_yaml("matrix-cp-hotel", "hotel-provider"),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("machine-classes/worker.yml"),
+        class_yaml("matrix-worker-hotel", "hotel-provider"),
+    )
+    .unwrap();
     std::fs::write(repo.join("machine-classes/README.md"), "not a class").unwrap();
     let o = lint_in(&repo, &["--template", "clusters/test/test-cluster.yaml"]);
     let out = text(&o);
@@ -287,8 +303,14 @@ fn a_users_template_is_linted_with_the_classes_beside_it() {
         "{out}"
     );
     // Template and two classes; no lab file, so no provider comparison with the seed lab's.
-    assert!(out.contains("lint: 0 error(s), 0 warning(s) in 3 file(s)"), "{out}");
-    assert!(!out.contains("fixtures/seed") && !out.contains("bundled"), "the bundled lab leaked in:\n{out}");
+    assert!(
+        out.contains("lint: 0 error(s), 0 warning(s) in 3 file(s)"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("fixtures/seed") && !out.contains("bundled"),
+        "the bundled lab leaked in:\n{out}"
+    );
 }
 
 #[test]
@@ -297,8 +319,18 @@ fn classes_are_found_beside_the_templates_folder_before_the_repository_root() {
     // Beside the template's folder: clusters/machine-classes. The root's would be wrong.
     std::fs::create_dir_all(repo.join("clusters/machine-classes")).unwrap();
     std::fs::create_dir_all(repo.join("machine-classes")).unwrap();
-    for (id, dir) in [("matrix-cp-hotel", "clusters"), ("matrix-worker-hotel", "clusters"), ("other", ".")] {
-        std::fs::write(repo.join(dir).join("machine-classes").join(format!("{id}.yaml")), class_yaml(id, "p")).unwrap();
+    for (id, dir) in [
+        ("matrix-cp-hotel", "clusters"),
+        ("matrix-worker-hotel", "clusters"),
+        ("other", "."),
+    ] {
+        std::fs::write(
+            repo.join(dir)
+                .join("machine-classes")
+                .join(format!("{id}.yaml")),
+            class_yaml(id, "p"),
+        )
+        .unwrap();
     }
     let o = lint_in(&repo, &["--template", "clusters/test/test-cluster.yaml"]);
     let out = text(&o);
@@ -311,7 +343,11 @@ fn without_classes_the_lint_says_none_were_given_and_never_uses_the_bundled_lab(
     let (tmp, repo) = user_repo();
     // A machine-classes/ folder above the repository root is not the repository's.
     std::fs::create_dir_all(tmp.path().join("machine-classes")).unwrap();
-    std::fs::write(tmp.path().join("machine-classes/x.yaml"), class_yaml("matrix-worker-hotel", "p")).unwrap();
+    std::fs::write(
+        tmp.path().join("machine-classes/x.yaml"),
+        class_yaml("matrix-worker-hotel", "p"),
+    )
+    .unwrap();
     let o = lint_in(&repo, &["--template", "clusters/test/test-cluster.yaml"]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(0), "warnings only: {out}");
@@ -326,18 +362,34 @@ fn without_classes_the_lint_says_none_were_given_and_never_uses_the_bundled_lab(
         );
     }
     assert!(out.contains("in 1 file(s)"), "{out}");
-    assert!(!out.contains("fixtures/seed") && !out.contains("is not defined in"), "the bundled lab leaked in:\n{out}");
+    assert!(
+        !out.contains("fixtures/seed") && !out.contains("is not defined in"),
+        "the bundled lab leaked in:\n{out}"
+    );
 }
 
 #[test]
 fn given_classes_are_used_as_given_without_searching() {
     let (_tmp, repo) = user_repo();
     std::fs::create_dir_all(repo.join("machine-classes")).unwrap();
-    std::fs::write(repo.join("machine-classes/cp.yaml"), class_yaml("matrix-cp-hotel", "p")).unwrap();
-    std::fs::write(repo.join("only-worker.yaml"), class_yaml("matrix-worker-hotel", "p")).unwrap();
+    std::fs::write(
+        repo.join("machine-classes/cp.yaml"),
+        class_yaml("matrix-cp-hotel", "p"),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("only-worker.yaml"),
+        class_yaml("matrix-worker-hotel", "p"),
+    )
+    .unwrap();
     let o = lint_in(
         &repo,
-        &["--template", "clusters/test/test-cluster.yaml", "--classes", "only-worker.yaml"],
+        &[
+            "--template",
+            "clusters/test/test-cluster.yaml",
+            "--classes",
+            "only-worker.yaml",
+        ],
     );
     let out = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");

@@ -375,8 +375,14 @@ fn report_of_a_killed_run_rebuilds_the_record_from_its_events() {
     assert_eq!(verdict("provision::cluster"), "error");
     assert_eq!(verdict("provision::cilium"), "skip");
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
-    assert!(summary.starts_with("# ⛔ clusterproof: INTERRUPTED"), "{summary}");
-    check_junit(&std::fs::read_to_string(out.join("junit.xml")).unwrap(), RUN);
+    assert!(
+        summary.starts_with("# ⛔ clusterproof: INTERRUPTED"),
+        "{summary}"
+    );
+    check_junit(
+        &std::fs::read_to_string(out.join("junit.xml")).unwrap(),
+        RUN,
+    );
 }
 
 #[test]

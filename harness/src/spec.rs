@@ -176,9 +176,7 @@ pub fn find_machine_classes(template: &Path) -> ClassSearch {
             .map(|rd| {
                 rd.filter_map(|e| e.ok().map(|e| e.path()))
                     .filter(|p| {
-                        p.is_file()
-                            && p.extension()
-                                .is_some_and(|x| x == "yaml" || x == "yml")
+                        p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml")
                     })
                     .collect()
             })

@@ -39,7 +39,14 @@ impl Script {
         self
     }
 
-    fn mark(&mut self, t: f64, scenario: &str, lane: Lane, state: MarkState, label: &str) -> &mut Self {
+    fn mark(
+        &mut self,
+        t: f64,
+        scenario: &str,
+        lane: Lane,
+        state: MarkState,
+        label: &str,
+    ) -> &mut Self {
         self.at(
             t,
             EventKind::Mark {
@@ -51,9 +58,22 @@ impl Script {
         )
     }
 
-    fn scenario(&mut self, t: f64, id: &str, phase: Phase, proves: &str, outcome: Outcome) -> &mut Self {
+    fn scenario(
+        &mut self,
+        t: f64,
+        id: &str,
+        phase: Phase,
+        proves: &str,
+        outcome: Outcome,
+    ) -> &mut Self {
         let start = t - outcome.duration.as_secs_f64();
-        self.at(start, EventKind::ScenarioStarted { id: id.into(), phase });
+        self.at(
+            start,
+            EventKind::ScenarioStarted {
+                id: id.into(),
+                phase,
+            },
+        );
         self.at(
             t,
             EventKind::ScenarioFinished {
@@ -106,7 +126,12 @@ fn chaos_run() -> RunRecord {
             message: "TLS verification is disabled for <proxmox>".into(),
         },
     );
-    s.at(0.001, EventKind::PhaseStarted { phase: Phase::Preflight });
+    s.at(
+        0.001,
+        EventKind::PhaseStarted {
+            phase: Phase::Preflight,
+        },
+    );
     let file = Arc::new(std::path::PathBuf::from("clusters/talos-prod-01.yaml"));
     let mut warn = outcome(
         Verdict::Warn,
@@ -123,16 +148,30 @@ fn chaos_run() -> RunRecord {
     );
     warn.evidence.push("checked 3 documents".into());
     warn.remediation = Some("drop the protected label; \"kubectl label\" it after join".into());
-    s.scenario(0.03, "preflight::template", Phase::Preflight, "Constraint: CNI disabled", warn);
+    s.scenario(
+        0.03,
+        "preflight::template",
+        Phase::Preflight,
+        "Constraint: CNI disabled",
+        warn,
+    );
     s.scenario(
         0.05,
         "preflight::ram_budget",
         Phase::Preflight,
         "Risk: VM creation exhausts resources",
-        outcome(Verdict::Pass, "5 VM(s), 56.0 GiB planned", 0.04)
-            .metric("planned_memory", 60_129_542_144.0, "bytes"),
+        outcome(Verdict::Pass, "5 VM(s), 56.0 GiB planned", 0.04).metric(
+            "planned_memory",
+            60_129_542_144.0,
+            "bytes",
+        ),
     );
-    s.at(0.06, EventKind::PhaseStarted { phase: Phase::Verify });
+    s.at(
+        0.06,
+        EventKind::PhaseStarted {
+            phase: Phase::Verify,
+        },
+    );
     s.scenario(
         0.09,
         "dod::all_nodes_ready",
@@ -140,10 +179,27 @@ fn chaos_run() -> RunRecord {
         "kubectl get nodes shows all 5 nodes Ready",
         outcome(Verdict::Pass, "5 of 5 nodes Ready", 0.03),
     );
-    s.at(0.1, EventKind::PhaseStarted { phase: Phase::Chaos });
+    s.at(
+        0.1,
+        EventKind::PhaseStarted {
+            phase: Phase::Chaos,
+        },
+    );
     // The chaos scenarios start at 0.1 s and each runs for 10 s.
-    s.at(0.1, EventKind::ScenarioStarted { id: NODE.into(), phase: Phase::Chaos });
-    s.at(0.1, EventKind::ScenarioStarted { id: STUCK.into(), phase: Phase::Chaos });
+    s.at(
+        0.1,
+        EventKind::ScenarioStarted {
+            id: NODE.into(),
+            phase: Phase::Chaos,
+        },
+    );
+    s.at(
+        0.1,
+        EventKind::ScenarioStarted {
+            id: STUCK.into(),
+            phase: Phase::Chaos,
+        },
+    );
     s.at(
         0.2,
         EventKind::Observation {
@@ -152,15 +208,57 @@ fn chaos_run() -> RunRecord {
             data: serde_json::Value::Null,
         },
     );
-    s.mark(0.3, NODE, Lane::Vm, MarkState::Info, "victim: VM 104 (w1) on golf");
+    s.mark(
+        0.3,
+        NODE,
+        Lane::Vm,
+        MarkState::Info,
+        "victim: VM 104 (w1) on golf",
+    );
     s.mark(1.1, NODE, Lane::Vm, MarkState::Down, "VM 104 stopped");
-    s.mark(1.6, NODE, Lane::Omni, MarkState::Down, "machine w1 disconnected");
-    s.mark(2.1, NODE, Lane::ApiProbe, MarkState::Down, "GET /readyz: connection reset");
-    s.mark(2.4, NODE, Lane::CanaryProbe, MarkState::Down, "canary via w1: 503");
-    s.mark(2.6, NODE, Lane::CanaryProbe, MarkState::Down, "canary via w1: 503");
+    s.mark(
+        1.6,
+        NODE,
+        Lane::Omni,
+        MarkState::Down,
+        "machine w1 disconnected",
+    );
+    s.mark(
+        2.1,
+        NODE,
+        Lane::ApiProbe,
+        MarkState::Down,
+        "GET /readyz: connection reset",
+    );
+    s.mark(
+        2.4,
+        NODE,
+        Lane::CanaryProbe,
+        MarkState::Down,
+        "canary via w1: 503",
+    );
+    s.mark(
+        2.6,
+        NODE,
+        Lane::CanaryProbe,
+        MarkState::Down,
+        "canary via w1: 503",
+    );
     s.mark(3.1, NODE, Lane::Node, MarkState::Down, "node w1 NotReady");
-    s.mark(4.0, NODE, Lane::Pods, MarkState::Degraded, "2 pods evicted from w1");
-    s.mark(5.0, NODE, Lane::Pods, MarkState::Up, "2 pods replaced on w2");
+    s.mark(
+        4.0,
+        NODE,
+        Lane::Pods,
+        MarkState::Degraded,
+        "2 pods evicted from w1",
+    );
+    s.mark(
+        5.0,
+        NODE,
+        Lane::Pods,
+        MarkState::Up,
+        "2 pods replaced on w2",
+    );
     s.mark(6.1, NODE, Lane::Vm, MarkState::Up, "VM 104 started");
     s.mark(7.0, NODE, Lane::Omni, MarkState::Up, "machine w1 connected");
     s.mark(8.2, NODE, Lane::Node, MarkState::Up, "node w1 Ready");
@@ -172,10 +270,14 @@ fn chaos_run() -> RunRecord {
             id: NODE.into(),
             phase: Phase::Chaos,
             proves: "Cluster survives single node failure".into(),
-            outcome: outcome(Verdict::Pass, "w1 recovered: Ready 8.2 s after the stop", 10.0)
-                .metric("time_to_detect", 2.0, "s")
-                .metric("time_to_recover", 7.1, "s")
-                .metric("api_availability", 99.5, "%"),
+            outcome: outcome(
+                Verdict::Pass,
+                "w1 recovered: Ready 8.2 s after the stop",
+                10.0,
+            )
+            .metric("time_to_detect", 2.0, "s")
+            .metric("time_to_recover", 7.1, "s")
+            .metric("api_availability", 99.5, "%"),
         },
     );
     s.at(
@@ -184,9 +286,13 @@ fn chaos_run() -> RunRecord {
             id: STUCK.into(),
             phase: Phase::Chaos,
             proves: "Cluster survives single node failure".into(),
-            outcome: outcome(Verdict::Fail, "node w2 not Ready 10 s after the VM was started", 10.0)
-                .remediation("check the VM's console in Proxmox: the node never rejoined")
-                .evidence("VM 105 running, node w2 NotReady"),
+            outcome: outcome(
+                Verdict::Fail,
+                "node w2 not Ready 10 s after the VM was started",
+                10.0,
+            )
+            .remediation("check the VM's console in Proxmox: the node never rejoined")
+            .evidence("VM 105 running, node w2 NotReady"),
         },
     );
     s.at(10.2, EventKind::RunFinished { exit_code: 1 });
@@ -237,7 +343,14 @@ async fn the_record_keeps_the_marks_a_scenario_emits() {
         run_id: "r".into(),
         scenario_timeout: Duration::from_secs(5),
     };
-    runner::run(lab, vec![Arc::new(Marker)], &bus, &opts, std::future::pending()).await;
+    runner::run(
+        lab,
+        vec![Arc::new(Marker)],
+        &bus,
+        &opts,
+        std::future::pending(),
+    )
+    .await;
     let r = rec.record();
     let marks: Vec<(Lane, MarkState, &str)> = r
         .timeline_of("chaos::marker")
@@ -259,13 +372,21 @@ async fn the_record_keeps_the_marks_a_scenario_emits() {
     );
     let start = r.started_at("chaos::marker").expect("a start event");
     assert!(r.timeline_of("chaos::marker").all(|e| e.t >= start));
-    assert!(r.timeline.windows(2).all(|w| w[0].seq < w[1].seq && w[0].t <= w[1].t));
+    assert!(
+        r.timeline
+            .windows(2)
+            .all(|w| w[0].seq < w[1].seq && w[0].t <= w[1].t)
+    );
     // The same marks, drawn: a closed span on each lane.
     let sc = &r.scenarios[0];
     let t = report::timeline::build(&r, sc).expect("a timeline");
     let lanes: Vec<Lane> = t.lanes.iter().map(|l| l.lane).collect();
     assert_eq!(lanes, vec![Lane::Vm, Lane::Node]);
-    assert!(t.lanes.iter().all(|l| l.spans.len() == 1 && l.spans[0].closed_by.is_some()));
+    assert!(
+        t.lanes
+            .iter()
+            .all(|l| l.spans.len() == 1 && l.spans[0].closed_by.is_some())
+    );
 }
 
 // ---- the timeline model ------------------------------------------------------------------
@@ -291,7 +412,14 @@ fn spans_run_from_down_to_up_and_probe_failures_are_ticks() {
     let order: Vec<Lane> = t.lanes.iter().map(|l| l.lane).collect();
     assert_eq!(
         order,
-        vec![Lane::Vm, Lane::Node, Lane::Omni, Lane::Pods, Lane::ApiProbe, Lane::CanaryProbe]
+        vec![
+            Lane::Vm,
+            Lane::Node,
+            Lane::Omni,
+            Lane::Pods,
+            Lane::ApiProbe,
+            Lane::CanaryProbe
+        ]
     );
     // A node that never came back: its span stays open to the end of the scenario.
     let stuck = r.scenarios.iter().find(|s| s.id == STUCK).unwrap();
@@ -300,7 +428,11 @@ fn spans_run_from_down_to_up_and_probe_failures_are_ticks() {
     assert!(node.spans[0].closed_by.is_none());
     assert!((node.spans[0].to - 10.0).abs() < 1e-9);
     // Scenarios without marks have no timeline.
-    let plain = r.scenarios.iter().find(|s| s.id == "dod::all_nodes_ready").unwrap();
+    let plain = r
+        .scenarios
+        .iter()
+        .find(|s| s.id == "dod::all_nodes_ready")
+        .unwrap();
     assert!(report::timeline::build(&r, plain).is_none());
 }
 
@@ -362,7 +494,12 @@ fn parse_html(doc: &str) -> Node {
             stack.push(node);
         }
     }
-    assert_eq!(stack.len(), 1, "unclosed elements: {:?}", stack.iter().map(|n| &n.tag).collect::<Vec<_>>());
+    assert_eq!(
+        stack.len(),
+        1,
+        "unclosed elements: {:?}",
+        stack.iter().map(|n| &n.tag).collect::<Vec<_>>()
+    );
     stack.pop().unwrap()
 }
 
@@ -440,7 +577,10 @@ impl Node {
 /// Times, durations and run ids, masked in snapshots.
 const MASKS: [(&str, &str); 3] = [
     (r"\d{8}T\d{6}Z-[0-9a-f]{4}", "[RUN-ID]"),
-    (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})", "[TIME]"),
+    (
+        r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})",
+        "[TIME]",
+    ),
     (r"\d+\.\d+ ?s\b", "[D]s"),
 ];
 
@@ -448,11 +588,16 @@ const MASKS: [(&str, &str); 3] = [
 fn html_is_self_contained_and_escapes_what_scenarios_said() {
     let page = html::render(&chaos_run());
     assert!(page.starts_with("<!DOCTYPE html>"));
-    for forbidden in ["<script", "<link", "src=", "url(", "@import", "http://", "https://"] {
+    for forbidden in [
+        "<script", "<link", "src=", "url(", "@import", "http://", "https://",
+    ] {
         let hit = page
             .match_indices(forbidden)
             .find(|(i, _)| !page[..*i].ends_with("xmlns=\""));
-        assert!(hit.is_none(), "report.html must not load anything: found {forbidden:?}");
+        assert!(
+            hit.is_none(),
+            "report.html must not load anything: found {forbidden:?}"
+        );
     }
     assert!(page.contains("label &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; more"));
     assert!(page.contains("TLS verification is disabled for &lt;proxmox&gt;"));
@@ -471,7 +616,10 @@ fn html_draws_the_timeline_beside_its_metrics() {
             .find(|(n, _)| n.tag == "tr" && n.attrs.get("data-scenario") == Some(&sc.id))
             .unwrap_or_else(|| panic!("no row for {}", sc.id));
         assert_eq!(row.attrs["data-verdict"], sc.outcome.verdict.as_str());
-        assert!(path.iter().any(|a| a.tag == "table" && a.has_class("scenarios")));
+        assert!(
+            path.iter()
+                .any(|a| a.tag == "table" && a.has_class("scenarios"))
+        );
     }
     // Exactly the two chaos scenarios have an SVG, each next to its metrics table.
     let svgs: Vec<_> = all.iter().filter(|(n, _)| n.tag == "svg").collect();
@@ -480,27 +628,44 @@ fn html_draws_the_timeline_beside_its_metrics() {
         .iter()
         .map(|(_, path)| {
             assert!(path.last().is_some_and(|p| p.tag == "figure"));
-            assert!(path.iter().rev().nth(1).is_some_and(|p| p.has_class("timeline-row")));
+            assert!(
+                path.iter()
+                    .rev()
+                    .nth(1)
+                    .is_some_and(|p| p.has_class("timeline-row"))
+            );
             path.iter().find(|a| a.tag == "details").unwrap().attrs["id"].as_str()
         })
         .collect();
     assert_eq!(
         details,
-        BTreeSet::from([format!("detail-{NODE}").as_str(), format!("detail-{STUCK}").as_str()])
+        BTreeSet::from([
+            format!("detail-{NODE}").as_str(),
+            format!("detail-{STUCK}").as_str()
+        ])
     );
     let in_node_svg = |pred: &dyn Fn(&Node) -> bool| {
         all.iter()
             .filter(|(n, path)| {
                 pred(n)
                     && path.iter().any(|a| a.tag == "svg")
-                    && path.iter().any(|a| a.attrs.get("id").map(String::as_str) == Some(&format!("detail-{NODE}")))
+                    && path.iter().any(|a| {
+                        a.attrs.get("id").map(String::as_str) == Some(&format!("detail-{NODE}"))
+                    })
             })
             .count()
     };
     assert_eq!(in_node_svg(&|n| n.tag == "g" && n.has_class("lane")), 6);
-    assert_eq!(in_node_svg(&|n| n.tag == "rect" && n.has_class("span")), 4, "vm, node, omni, pods");
+    assert_eq!(
+        in_node_svg(&|n| n.tag == "rect" && n.has_class("span")),
+        4,
+        "vm, node, omni, pods"
+    );
     assert_eq!(in_node_svg(&|n| n.tag == "line" && n.has_class("tick")), 3);
-    assert!(in_node_svg(&|n| n.tag == "title") >= 10, "every mark has a tooltip");
+    assert!(
+        in_node_svg(&|n| n.tag == "title") >= 10,
+        "every mark has a tooltip"
+    );
     let metrics_beside = all.iter().any(|(n, path)| {
         n.tag == "table"
             && n.has_class("metrics")
@@ -519,7 +684,13 @@ fn html_draws_the_timeline_beside_its_metrics() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(fixes, vec![format!("#scenario-{STUCK}").as_str(), "#scenario-preflight::template"]);
+    assert_eq!(
+        fixes,
+        vec![
+            format!("#scenario-{STUCK}").as_str(),
+            "#scenario-preflight::template"
+        ]
+    );
 }
 
 #[test]
@@ -570,7 +741,12 @@ fn chromium_renders_the_report() {
     let out = std::process::Command::new("timeout")
         .arg("120")
         .arg(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg("--dump-dom")
         .arg(format!("file://{}", file.display()))
@@ -601,7 +777,11 @@ fn chromium_renders_the_report() {
     assert_eq!(in_svg("g", "lane"), 6 + 2, "lanes of both chaos scenarios");
     assert_eq!(in_svg("rect", "span"), 4 + 2);
     assert_eq!(in_svg("line", "tick"), 3);
-    assert_eq!(in_svg("circle", "mark"), 5, "the victim and four recoveries");
+    assert_eq!(
+        in_svg("circle", "mark"),
+        5,
+        "the victim and four recoveries"
+    );
     assert!(in_svg("text", "axis-label") >= 2);
 }
 
@@ -634,20 +814,29 @@ fn metrics_prom_is_openmetrics_with_names_as_the_spec_wants() {
         );
         assert!(names.insert(name.to_string()), "{name} declared twice");
         assert!(
-            text.lines().any(|l| l.starts_with(&format!("# HELP {name} ")) && l.len() > name.len() + 12),
+            text.lines()
+                .any(|l| l.starts_with(&format!("# HELP {name} ")) && l.len() > name.len() + 12),
             "{name} has no HELP"
         );
     }
     for line in text.lines().filter(|l| l.starts_with("# UNIT ")) {
         let mut parts = line.split(' ').skip(2);
         let (name, unit) = (parts.next().unwrap(), parts.next().unwrap());
-        assert!(name.ends_with(&format!("_{unit}")), "{name} does not end in _{unit}");
-        assert!(["seconds", "bytes", "ratio"].contains(&unit), "{unit} is not a base unit");
+        assert!(
+            name.ends_with(&format!("_{unit}")),
+            "{name} does not end in _{unit}"
+        );
+        assert!(
+            ["seconds", "bytes", "ratio"].contains(&unit),
+            "{unit} is not a base unit"
+        );
     }
     // Label names: [a-zA-Z_][a-zA-Z0-9_]*, not starting with __.
     for fam in parsed.families.values() {
         for l in fam.get_label_names() {
-            assert!(!l.starts_with("__") && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+            assert!(
+                !l.starts_with("__") && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            );
         }
     }
     let fam = |n: &str| {
@@ -661,7 +850,9 @@ fn metrics_prom_is_openmetrics_with_names_as_the_spec_wants() {
             .iter_samples()
             .find(|s| {
                 let set = s.get_labelset().unwrap();
-                labels.iter().all(|(k, v)| set.get_label_value(k) == Some(*v))
+                labels
+                    .iter()
+                    .all(|(k, v)| set.get_label_value(k) == Some(*v))
             })
             .map(|s| match &s.value {
                 openmetrics_parser::OpenMetricsValue::Gauge(g) => g.as_f64(),
@@ -669,25 +860,52 @@ fn metrics_prom_is_openmetrics_with_names_as_the_spec_wants() {
             })
             .unwrap_or_else(|| panic!("no sample {n}{labels:?}"))
     };
-    assert_eq!(value("clusterproof_run_verdict", &[("verdict", "fail")]), 1.0);
-    assert_eq!(value("clusterproof_run_verdict", &[("verdict", "pass")]), 0.0);
+    assert_eq!(
+        value("clusterproof_run_verdict", &[("verdict", "fail")]),
+        1.0
+    );
+    assert_eq!(
+        value("clusterproof_run_verdict", &[("verdict", "pass")]),
+        0.0
+    );
     assert_eq!(value("clusterproof_run_exit_code", &[("lab", "twin")]), 1.0);
     assert!(value("clusterproof_run_timestamp_seconds", &[]) > 1.7e9);
-    assert_eq!(value("clusterproof_phase_verdict", &[("phase", "preflight"), ("verdict", "warn")]), 1.0);
     assert_eq!(
-        value("clusterproof_scenario_verdict", &[("scenario", STUCK), ("phase", "chaos"), ("verdict", "fail")]),
+        value(
+            "clusterproof_phase_verdict",
+            &[("phase", "preflight"), ("verdict", "warn")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "clusterproof_scenario_verdict",
+            &[("scenario", STUCK), ("phase", "chaos"), ("verdict", "fail")]
+        ),
         1.0
     );
     // Scenario metrics, one family each, in base units.
-    assert_eq!(value("clusterproof_time_to_detect_seconds", &[("scenario", NODE)]), 2.0);
-    assert!((value("clusterproof_api_availability_ratio", &[("scenario", NODE)]) - 0.995).abs() < 1e-12);
     assert_eq!(
-        value("clusterproof_planned_memory_bytes", &[("scenario", "preflight::ram_budget")]),
+        value("clusterproof_time_to_detect_seconds", &[("scenario", NODE)]),
+        2.0
+    );
+    assert!(
+        (value("clusterproof_api_availability_ratio", &[("scenario", NODE)]) - 0.995).abs() < 1e-12
+    );
+    assert_eq!(
+        value(
+            "clusterproof_planned_memory_bytes",
+            &[("scenario", "preflight::ram_budget")]
+        ),
         60_129_542_144.0
     );
     // No sample carries a timestamp (node-exporter's textfile collector refuses them).
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        assert_eq!(line.rsplit('}').next().unwrap().split_whitespace().count(), 1, "{line}");
+        assert_eq!(
+            line.rsplit('}').next().unwrap().split_whitespace().count(),
+            1,
+            "{line}"
+        );
     }
 }
 
@@ -698,12 +916,24 @@ fn metric_names_follow_their_units() {
         unit: unit.into(),
     };
     let name = |n: &str, u: &str| metrics::metric_family(n, &m(u)).0;
-    assert_eq!(name("provision_seconds", "s"), "clusterproof_provision_seconds");
-    assert_eq!(name("planned_shared_disk_bytes", "bytes"), "clusterproof_planned_shared_disk_bytes");
+    assert_eq!(
+        name("provision_seconds", "s"),
+        "clusterproof_provision_seconds"
+    );
+    assert_eq!(
+        name("planned_shared_disk_bytes", "bytes"),
+        "clusterproof_planned_shared_disk_bytes"
+    );
     assert_eq!(name("detect_ms", "ms"), "clusterproof_detect_seconds");
     assert_eq!(metrics::metric_family("detect_ms", &m("ms")).2, 0.001);
-    assert_eq!(name("Canary availability", "%"), "clusterproof_canary_availability_ratio");
-    assert_eq!(name("restarts_total", ""), "clusterproof_restarts_total_value");
+    assert_eq!(
+        name("Canary availability", "%"),
+        "clusterproof_canary_availability_ratio"
+    );
+    assert_eq!(
+        name("restarts_total", ""),
+        "clusterproof_restarts_total_value"
+    );
     assert_eq!(name("run_verdict", ""), "clusterproof_metric_run_verdict");
     assert_eq!(name("pods", "count"), "clusterproof_pods");
 }

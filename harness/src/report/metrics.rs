@@ -116,7 +116,11 @@ pub fn render(r: &RunRecord) -> String {
         let pv = super::phase_verdict(&scs);
         for v in VERDICTS {
             f.samples.push((
-                vec![lab(), ("phase", phase.as_str().into()), ("verdict", v.as_str().into())],
+                vec![
+                    lab(),
+                    ("phase", phase.as_str().into()),
+                    ("verdict", v.as_str().into()),
+                ],
                 f64::from(u8::from(v == pv)),
             ));
         }
@@ -181,7 +185,11 @@ pub fn render(r: &RunRecord) -> String {
 }
 
 fn unit_word(m: &Metric) -> &str {
-    if m.unit.is_empty() { "no unit" } else { &m.unit }
+    if m.unit.is_empty() {
+        "no unit"
+    } else {
+        &m.unit
+    }
 }
 
 /// The family name, base unit and value in that unit of a scenario metric.

@@ -102,7 +102,10 @@ pub fn rerender(dir: &Path) -> Result<RerenderSource, ReportError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => match &events {
             Some(ev) => {
                 let mut r = RunRecord::from_events(ev);
-                if !ev.iter().any(|e| matches!(e.kind, EventKind::RunFinished { .. })) {
+                if !ev
+                    .iter()
+                    .any(|e| matches!(e.kind, EventKind::RunFinished { .. }))
+                {
                     complete_unfinished(&mut r, ev);
                 }
                 (r, RerenderSource::EventsOnly)
@@ -144,8 +147,9 @@ fn complete_unfinished(r: &mut RunRecord, events: &[Event]) {
             outcome,
         });
     }
-    r.interrupted
-        .get_or_insert_with(|| "the run ended without finishing (events.jsonl has no run_finished)".into());
+    r.interrupted.get_or_insert_with(|| {
+        "the run ended without finishing (events.jsonl has no run_finished)".into()
+    });
     r.exit_code = crate::runner::exit_code(r, false);
 }
 

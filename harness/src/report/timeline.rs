@@ -63,7 +63,12 @@ pub fn build(record: &RunRecord, sc: &ScenarioRecord) -> Option<Timeline> {
         .started_at(&sc.id)
         .unwrap_or_else(|| marks.iter().map(|m| m.0).fold(f64::INFINITY, f64::min));
     let last = marks.iter().map(|m| m.0 - origin).fold(0.0, f64::max);
-    let length = sc.outcome.duration.as_secs_f64().max(last).max(f64::EPSILON);
+    let length = sc
+        .outcome
+        .duration
+        .as_secs_f64()
+        .max(last)
+        .max(f64::EPSILON);
     let mut lanes = Vec::new();
     for lane in Lane::ALL {
         let mut row = LaneRow {
@@ -130,8 +135,7 @@ pub fn build(record: &RunRecord, sc: &ScenarioRecord) -> Option<Timeline> {
 /// Axis ticks: a round step giving at most ten intervals over `length` seconds.
 pub fn axis(length: f64) -> Vec<f64> {
     const STEPS: [f64; 16] = [
-        0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0,
-        600.0,
+        0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0,
     ];
     let step = STEPS
         .iter()

@@ -68,7 +68,10 @@ impl Scenario for MachineClasses {
                     ids.join(", ")
                 )
             } else {
-                evidence.push("no lab file: the classes' providerid is not compared with the lab's provider".to_string());
+                evidence.push(
+                    "no lab file: the classes' providerid is not compared with the lab's provider"
+                        .to_string(),
+                );
                 format!("{} class(es) valid: {}", ids.len(), ids.join(", "))
             };
             let mut o = Outcome::from_findings(findings, &summary);

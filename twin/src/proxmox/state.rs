@@ -45,9 +45,12 @@ fn data(src: &InventorySource, rel: &str) -> Result<Value, TwinError> {
     let (path, text): (PathBuf, Vec<u8>) = match src {
         InventorySource::Bundled => {
             let path = Path::new("fixtures/twin/proxmox").join(rel);
-            let text = crate::bundle::file(&format!("fixtures/twin/proxmox/{rel}"))
-                .ok_or_else(|| {
-                    TwinError::Inventory(format!("{}: not in the bundled inventory", path.display()))
+            let text =
+                crate::bundle::file(&format!("fixtures/twin/proxmox/{rel}")).ok_or_else(|| {
+                    TwinError::Inventory(format!(
+                        "{}: not in the bundled inventory",
+                        path.display()
+                    ))
                 })?;
             (path, text.to_vec())
         }
