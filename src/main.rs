@@ -45,6 +45,12 @@ enum Command {
     /// The built-in twin: an emulation of the seed lab on loopback.
     #[command(subcommand)]
     Twin(TwinCommand),
+    /// Re-render every report of a run (summary.md, report.html, junit.xml, metrics.prom)
+    /// from its result.json and events.jsonl.
+    Report {
+        /// The run's report directory (reports/<run-id>, or the --out DIR of the run).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -133,6 +139,7 @@ fn main() -> ExitCode {
         Command::Run(a) => run(a, &Phase::ALL, "run"),
         Command::Twin(TwinCommand::Serve { faults }) => twin_serve(faults),
         Command::Twin(TwinCommand::Faults) => twin_faults(),
+        Command::Report { dir } => report(&dir),
         // Synchronous by design: the shim must not run inside an async runtime.
         Command::Twin(TwinCommand::Omnictl { args }) => {
             twin::omni::shim::main_with(args, twin::omni::shim::Env::from_process())
@@ -152,10 +159,6 @@ fn init_tracing() {
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .init();
-}
-
-fn lab_path(lab: Option<PathBuf>) -> PathBuf {
-    lab.unwrap_or_else(twin::seed_lab)
 }
 
 fn load_spec(lab: &Path, overrides: &Overrides) -> Result<LabSpec, i32> {
@@ -186,15 +189,72 @@ fn list() -> i32 {
     exit::OK
 }
 
+/// What `lint` checks: the lab file given (with its template and classes unless overridden);
+/// or, with `--template` and no `--lab`, that template with the classes given or found beside
+/// it, and no lab at all; otherwise the bundled seed lab, written to a temporary directory
+/// that lives as long as the returned handle.
+fn lint_spec(a: &LintArgs) -> Result<(LabSpec, Option<twin::bundle::SeedLab>), i32> {
+    let overrides = Overrides {
+        template: a.template.clone(),
+        classes: a.classes.clone(),
+    };
+    if let Some(lab) = &a.lab {
+        return load_spec(lab, &overrides).map(|s| (s, None));
+    }
+    if let Some(template) = &a.template {
+        let classes = if !a.classes.is_empty() {
+            a.classes.clone()
+        } else {
+            use harness::source::display_path;
+            match harness::spec::find_machine_classes(template) {
+                harness::spec::ClassSearch::Found { dir, files } => {
+                    let names: Vec<String> = files
+                        .iter()
+                        .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+                        .collect();
+                    println!(
+                        "lint: no --classes given; using the machine classes in {}/: {}",
+                        display_path(&dir),
+                        names.join(", ")
+                    );
+                    files
+                }
+                harness::spec::ClassSearch::NotFound { looked_in } => {
+                    let dirs: Vec<String> = looked_in.iter().map(|d| display_path(d)).collect();
+                    println!(
+                        "lint: no machine classes given, and no machine-classes/ folder in {}: the template's class references are not checked (pass --classes FILE…)",
+                        dirs.join(", ")
+                    );
+                    Vec::new()
+                }
+            }
+        };
+        return LabSpec::load_without_lab(template, &classes)
+            .map(|s| (s, None))
+            .map_err(|e| {
+                eprintln!("error: {e}");
+                exit::BAD_INPUT
+            });
+    }
+    let bundled = twin::bundle::SeedLab::write().map_err(|e| {
+        eprintln!("error: cannot write the bundled seed lab to a temporary directory: {e}");
+        exit::NOT_EVALUATED
+    })?;
+    println!(
+        "lint: the bundled seed lab (fixtures/seed){}",
+        if a.classes.is_empty() {
+            ""
+        } else {
+            ": its lab file and cluster template, with the given machine classes"
+        }
+    );
+    let spec = load_spec(&bundled.lab(), &overrides)?;
+    Ok((spec, Some(bundled)))
+}
+
 fn lint(a: LintArgs) -> i32 {
-    let lab = lab_path(a.lab);
-    let spec = match load_spec(
-        &lab,
-        &Overrides {
-            template: a.template,
-            classes: a.classes,
-        },
-    ) {
+    // `_bundled` keeps the bundled seed lab's files until the lint is done.
+    let (spec, _bundled) = match lint_spec(&a) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -441,6 +501,19 @@ fn twin_options(faults: Vec<Fault>) -> twin::TwinOptions {
         faults,
         exe: std::env::current_exe().ok(),
         ..Default::default()
+    }
+}
+
+fn report(dir: &Path) -> i32 {
+    match harness::report::rerender(dir) {
+        Ok(_) => {
+            println!("reports re-rendered in {}", dir.display());
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::BAD_INPUT
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! `clusterproof lint` as a person runs it: the bundled lab is clean, every file in
-//! `fixtures/bad/` fails with its rule, its file:line and a fix, malformed YAML exits 2.
+//! `fixtures/bad/` fails with its rule, its file:line and a fix, malformed YAML exits 2; a
+//! user's own template is linted with the classes kept beside it (never the bundled lab's).
 //!
 //! Each bad fixture states what it must produce on its first line:
 //! `# expect: rule=<rule id> line=<N> [col=<C>]` or `# expect: exit=2 line=<N> col=<C>`.
@@ -19,8 +20,9 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// Lint one bad fixture the way its kind needs: templates with the seed classes, machine
-/// classes (which all redefine `matrix-worker`) next to the seed control-plane class.
+/// Lint one bad fixture the way its kind needs: templates in the seed lab (its lab file and
+/// classes), machine classes (which all redefine `matrix-worker`) next to the seed
+/// control-plane class, in the bundled seed lab.
 fn lint_fixture(path: &Path) -> Output {
     let name = path.file_name().unwrap().to_string_lossy();
     let mut cmd = clusterproof();
@@ -32,7 +34,8 @@ fn lint_fixture(path: &Path) -> Output {
         ])
         .arg(path);
     } else {
-        cmd.arg("--template").arg(path);
+        cmd.args(["--lab", "fixtures/seed/lab.toml", "--template"])
+            .arg(path);
     }
     cmd.output().unwrap()
 }
@@ -231,4 +234,168 @@ fn list_names_every_scenario_with_phase_and_plan_line() {
             "{line}"
         );
     }
+}
+
+// ---- a user's own repository -------------------------------------------------------------
+
+/// A class file: `id`, its provider, one storage selector.
+fn class_yaml(id: &str, provider: &str) -> String {
+    let seed = std::fs::read_to_string("fixtures/seed/machine-classes/matrix-worker.yaml").unwrap();
+    seed.replace("id: matrix-worker", &format!("id: {id}"))
+        .replace(
+            "providerid: matrix-cluster",
+            &format!("providerid: {provider}"),
+        )
+}
+
+/// The seed template, renamed, its sets using `cp` and `worker` classes.
+fn template_yaml(cp: &str, worker: &str) -> String {
+    std::fs::read_to_string("fixtures/seed/clusters/talos-prod-01.yaml")
+        .unwrap()
+        .replace("name: matrix-control-plane", &format!("name: {cp}"))
+        .replace("name: matrix-worker", &format!("name: {worker}"))
+}
+
+/// `<tmp>/repo` (a git repository) with `clusters/test/test-cluster.yaml` using the classes
+/// `matrix-cp-hotel` and `matrix-worker-hotel` of provider `hotel-provider`.
+fn user_repo() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::create_dir_all(repo.join("clusters/test")).unwrap();
+    std::fs::write(
+        repo.join("clusters/test/test-cluster.yaml"),
+        template_yaml("matrix-cp-hotel", "matrix-worker-hotel"),
+    )
+    .unwrap();
+    (tmp, repo)
+}
+
+fn lint_in(repo: &Path, args: &[&str]) -> Output {
+    clusterproof()
+        .arg("lint")
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_users_template_is_linted_with_the_classes_beside_it() {
+    let (_tmp, repo) = user_repo();
+    std::fs::create_dir_all(repo.join("machine-classes")).unwrap();
+    std::fs::write(
+        repo.join("machine-classes/cp.yaml"),
+        class_yaml("matrix-cp-hotel", "hotel-provider"),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("machine-classes/worker.yml"),
+        class_yaml("matrix-worker-hotel", "hotel-provider"),
+    )
+    .unwrap();
+    std::fs::write(repo.join("machine-classes/README.md"), "not a class").unwrap();
+    let o = lint_in(&repo, &["--template", "clusters/test/test-cluster.yaml"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("lint: no --classes given; using the machine classes in machine-classes/: cp.yaml, worker.yml"),
+        "{out}"
+    );
+    // Template and two classes; no lab file, so no provider comparison with the seed lab's.
+    assert!(
+        out.contains("lint: 0 error(s), 0 warning(s) in 3 file(s)"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("fixtures/seed") && !out.contains("bundled"),
+        "the bundled lab leaked in:\n{out}"
+    );
+}
+
+#[test]
+fn classes_are_found_beside_the_templates_folder_before_the_repository_root() {
+    let (_tmp, repo) = user_repo();
+    // Beside the template's folder: clusters/machine-classes. The root's would be wrong.
+    std::fs::create_dir_all(repo.join("clusters/machine-classes")).unwrap();
+    std::fs::create_dir_all(repo.join("machine-classes")).unwrap();
+    for (id, dir) in [
+        ("matrix-cp-hotel", "clusters"),
+        ("matrix-worker-hotel", "clusters"),
+        ("other", "."),
+    ] {
+        std::fs::write(
+            repo.join(dir)
+                .join("machine-classes")
+                .join(format!("{id}.yaml")),
+            class_yaml(id, "p"),
+        )
+        .unwrap();
+    }
+    let o = lint_in(&repo, &["--template", "clusters/test/test-cluster.yaml"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("machine classes in clusters/machine-classes/: matrix-cp-hotel.yaml, matrix-worker-hotel.yaml"), "{out}");
+}
+
+#[test]
+fn without_classes_the_lint_says_none_were_given_and_never_uses_the_bundled_lab() {
+    let (tmp, repo) = user_repo();
+    // A machine-classes/ folder above the repository root is not the repository's.
+    std::fs::create_dir_all(tmp.path().join("machine-classes")).unwrap();
+    std::fs::write(
+        tmp.path().join("machine-classes/x.yaml"),
+        class_yaml("matrix-worker-hotel", "p"),
+    )
+    .unwrap();
+    let o = lint_in(&repo, &["--template", "clusters/test/test-cluster.yaml"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "warnings only: {out}");
+    assert!(
+        out.contains("lint: no machine classes given, and no machine-classes/ folder in clusters/test, clusters, .: the template's class references are not checked"),
+        "{out}"
+    );
+    for class in ["matrix-cp-hotel", "matrix-worker-hotel"] {
+        assert!(
+            out.contains(&format!("warning[template.class-exists]: machine class \"{class}\" is not checked: no machine class files were given")),
+            "{out}"
+        );
+    }
+    assert!(out.contains("in 1 file(s)"), "{out}");
+    assert!(
+        !out.contains("fixtures/seed") && !out.contains("is not defined in"),
+        "the bundled lab leaked in:\n{out}"
+    );
+}
+
+#[test]
+fn given_classes_are_used_as_given_without_searching() {
+    let (_tmp, repo) = user_repo();
+    std::fs::create_dir_all(repo.join("machine-classes")).unwrap();
+    std::fs::write(
+        repo.join("machine-classes/cp.yaml"),
+        class_yaml("matrix-cp-hotel", "p"),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("only-worker.yaml"),
+        class_yaml("matrix-worker-hotel", "p"),
+    )
+    .unwrap();
+    let o = lint_in(
+        &repo,
+        &[
+            "--template",
+            "clusters/test/test-cluster.yaml",
+            "--classes",
+            "only-worker.yaml",
+        ],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(!out.contains("using the machine classes in"), "{out}");
+    assert!(
+        out.contains("machine class \"matrix-cp-hotel\" is not defined in only-worker.yaml"),
+        "{out}"
+    );
 }

@@ -136,6 +136,8 @@ fn filters(out: &Path) -> Vec<(String, &'static str)> {
     vec![
         (regex_escape(&out.display().to_string()), "[OUT]"),
         (regex_escape(&root().display().to_string()) + "/", ""),
+        // The twin writes the seed lab it serves into its own temporary directory.
+        (r"/[^\s`]*/clusterproof-twin-[^/]+/".into(), ""),
         (r"\d{8}T\d{6}Z-[0-9a-f]{4}".into(), "[RUN-ID]"),
         (
             r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})".into(),
@@ -165,7 +167,14 @@ fn passing_run_writes_every_report() {
     let out = tmp.path().join("out");
     let o = run(&["run", "--out", out.to_str().unwrap()], &root());
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    for f in ["junit.xml", "result.json", "events.jsonl", "summary.md"] {
+    for f in [
+        "junit.xml",
+        "result.json",
+        "events.jsonl",
+        "summary.md",
+        "report.html",
+        "metrics.prom",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let xml = std::fs::read_to_string(out.join("junit.xml")).unwrap();
@@ -292,4 +301,106 @@ fn bad_lab_file_exits_2_with_its_line() {
         "{out}"
     );
     assert!(!out.contains("s3cr3t-value"), "the secret leaked: {out}");
+}
+
+const REPORTS: [&str; 5] = [
+    "summary.md",
+    "report.html",
+    "junit.xml",
+    "metrics.prom",
+    "result.json",
+];
+
+#[test]
+fn report_rerenders_every_report_from_result_json_and_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = run(&["run", "--out", out.to_str().unwrap()], &root());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let before: Vec<Vec<u8>> = REPORTS
+        .iter()
+        .map(|f| std::fs::read(out.join(f)).unwrap())
+        .collect();
+    for f in &REPORTS[..4] {
+        std::fs::remove_file(out.join(f)).unwrap();
+    }
+    let o = run(&["report", out.to_str().unwrap()], &root());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for (f, b) in REPORTS.iter().zip(&before) {
+        let after = std::fs::read(out.join(f)).unwrap_or_else(|_| panic!("{f} not re-rendered"));
+        assert!(after == *b, "{f} differs after re-rendering");
+    }
+}
+
+#[test]
+fn report_of_a_killed_run_rebuilds_the_record_from_its_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = run(&["run", "--out", out.to_str().unwrap()], &root());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // As if killed while provisioning: no result.json, the timeline cut mid-line after
+    // provision::cluster started.
+    for f in REPORTS {
+        std::fs::remove_file(out.join(f)).unwrap();
+    }
+    let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+    let cut = events
+        .lines()
+        .position(|l| l.contains(r#""event":"scenario_started","id":"provision::cluster""#))
+        .expect("provision::cluster started");
+    let mut kept: String = events
+        .lines()
+        .take(cut + 1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    kept.push_str(r#"{"seq":999,"t":1.0,"wall":"2026-"#);
+    std::fs::write(out.join("events.jsonl"), kept).unwrap();
+    let o = run(&["report", out.to_str().unwrap()], &root());
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    assert_eq!(result["exit_code"], 3, "not evaluated: {result:#}");
+    assert!(result["interrupted"].is_string());
+    let verdict = |id: &str| {
+        result["scenarios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("{id} missing"))["outcome"]["verdict"]
+            .clone()
+    };
+    assert_eq!(result["scenarios"].as_array().unwrap().len(), RUN.len());
+    assert_eq!(verdict("preflight::template"), "pass");
+    assert_eq!(verdict("provision::cluster"), "error");
+    assert_eq!(verdict("provision::cilium"), "skip");
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(
+        summary.starts_with("# ⛔ clusterproof: INTERRUPTED"),
+        "{summary}"
+    );
+    check_junit(
+        &std::fs::read_to_string(out.join("junit.xml")).unwrap(),
+        RUN,
+    );
+}
+
+#[test]
+fn report_of_a_directory_without_a_run_is_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run(&["report", tmp.path().to_str().unwrap()], &root());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("neither result.json nor events.jsonl is here"),
+        "{}",
+        text(&o)
+    );
+    std::fs::write(tmp.path().join("result.json"), "{\"scenarios\": 3}").unwrap();
+    let o = run(&["report", tmp.path().to_str().unwrap()], &root());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("result.json: not a clusterproof result"),
+        "{}",
+        text(&o)
+    );
 }

@@ -6,11 +6,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::scenario::{Outcome, Phase};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     /// 0, 1, 2, ... in emission order.
     pub seq: u64,
@@ -22,14 +22,14 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScenarioInfo {
     pub id: String,
     pub phase: Phase,
     pub proves: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     RunStarted {
@@ -53,8 +53,16 @@ pub enum EventKind {
     Observation {
         scenario: String,
         message: String,
-        #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+        #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
         data: serde_json::Value,
+    },
+    /// A change of state that reports draw on the scenario's timeline (a VM stopped, a node
+    /// NotReady, a probe failed). `reports/README.md` says how each lane is drawn.
+    Mark {
+        scenario: String,
+        lane: Lane,
+        state: MarkState,
+        label: String,
     },
     ScenarioFinished {
         id: String,
@@ -68,6 +76,78 @@ pub enum EventKind {
     RunFinished {
         exit_code: i32,
     },
+}
+
+/// The row of a timeline a [`EventKind::Mark`] belongs to: what changed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lane {
+    /// The Proxmox VM (stopped, started).
+    Vm,
+    /// The Kubernetes node (NotReady, Ready).
+    Node,
+    /// The Omni machine (disconnected, connected).
+    Omni,
+    /// The workload's pods (evicted, replaced).
+    Pods,
+    /// The Cilium agent on the node.
+    Cilium,
+    /// Requests to the Kubernetes API server: every `down` mark is one failed probe.
+    ApiProbe,
+    /// Requests to the canary workload: every `down` mark is one failed probe.
+    CanaryProbe,
+}
+
+impl Lane {
+    pub const ALL: [Lane; 7] = [
+        Lane::Vm,
+        Lane::Node,
+        Lane::Omni,
+        Lane::Pods,
+        Lane::Cilium,
+        Lane::ApiProbe,
+        Lane::CanaryProbe,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Vm => "vm",
+            Lane::Node => "node",
+            Lane::Omni => "omni",
+            Lane::Pods => "pods",
+            Lane::Cilium => "cilium",
+            Lane::ApiProbe => "api_probe",
+            Lane::CanaryProbe => "canary_probe",
+        }
+    }
+
+    /// Probe lanes draw each failure as a tick; the others draw spans from `down` (or
+    /// `degraded`) to the next `up`.
+    pub fn is_probe(self) -> bool {
+        matches!(self, Lane::ApiProbe | Lane::CanaryProbe)
+    }
+}
+
+/// The state a [`EventKind::Mark`] reports for its lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarkState {
+    Down,
+    Degraded,
+    Up,
+    /// A moment worth showing that changes no state (e.g. "victim chosen").
+    Info,
+}
+
+impl MarkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarkState::Down => "down",
+            MarkState::Degraded => "degraded",
+            MarkState::Up => "up",
+            MarkState::Info => "info",
+        }
+    }
 }
 
 /// Something that consumes events.
@@ -152,6 +232,17 @@ impl Emitter {
             scenario: self.scenario.clone(),
             message: message.into(),
             data,
+        });
+    }
+
+    /// Put a state change on this scenario's timeline, e.g.
+    /// `mark(Lane::Node, MarkState::Down, "node w1 NotReady")`.
+    pub fn mark(&self, lane: Lane, state: MarkState, label: impl Into<String>) {
+        self.bus.emit(EventKind::Mark {
+            scenario: self.scenario.clone(),
+            lane,
+            state,
+            label: label.into(),
         });
     }
 }

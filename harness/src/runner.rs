@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::events::{Event, EventBus, EventKind, ScenarioInfo, Subscriber};
 use crate::scenario::{Context, Lab, Outcome, Phase, Scenario, Verdict};
@@ -25,7 +25,7 @@ pub struct RunOptions {
 }
 
 /// One scenario's result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScenarioRecord {
     pub id: String,
     pub phase: Phase,
@@ -33,8 +33,10 @@ pub struct ScenarioRecord {
     pub outcome: Outcome,
 }
 
-/// Everything a report needs, built only from events.
-#[derive(Debug, Clone, Serialize, Default)]
+/// Everything a report needs, built only from events. `result.json` is this record, and
+/// reads back into it (`clusterproof report DIR` re-renders the other reports from it).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct RunRecord {
     pub run_id: String,
     pub command: String,
@@ -48,6 +50,9 @@ pub struct RunRecord {
     pub notices: Vec<String>,
     pub scenarios: Vec<ScenarioRecord>,
     pub exit_code: i32,
+    /// The events reports draw, in order: phase and scenario starts, observations, marks
+    /// and an interruption (finished scenarios are in `scenarios`).
+    pub timeline: Vec<Event>,
 }
 
 impl RunRecord {
@@ -60,6 +65,34 @@ impl RunRecord {
 
     pub fn worst(&self) -> Option<Verdict> {
         self.scenarios.iter().map(|s| s.outcome.verdict).max()
+    }
+
+    /// The record these events describe: what the [`Recorder`] builds while they happen
+    /// (so a run killed before writing `result.json` can be reported from `events.jsonl`).
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> RunRecord {
+        let mut rec = Recorder::default();
+        for e in events {
+            rec.on_event(e);
+        }
+        rec.record()
+    }
+
+    /// The timeline events of one scenario (observations and marks).
+    pub fn timeline_of<'a>(&'a self, scenario: &'a str) -> impl Iterator<Item = &'a Event> + 'a {
+        self.timeline.iter().filter(move |e| match &e.kind {
+            EventKind::Observation { scenario: s, .. } | EventKind::Mark { scenario: s, .. } => {
+                s == scenario
+            }
+            _ => false,
+        })
+    }
+
+    /// When the scenario started, in seconds since the run started (None: it never ran).
+    pub fn started_at(&self, scenario: &str) -> Option<f64> {
+        self.timeline.iter().find_map(|e| match &e.kind {
+            EventKind::ScenarioStarted { id, .. } if id == scenario => Some(e.t),
+            _ => None,
+        })
     }
 }
 
@@ -103,10 +136,16 @@ impl Subscriber for Recorder {
                 proves: proves.clone(),
                 outcome: outcome.clone(),
             }),
-            EventKind::RunInterrupted { reason } => r.interrupted = Some(reason.clone()),
+            EventKind::RunInterrupted { reason } => {
+                r.interrupted = Some(reason.clone());
+                r.timeline.push(e.clone());
+            }
             EventKind::Notice { message } => r.notices.push(message.clone()),
             EventKind::RunFinished { exit_code } => r.exit_code = *exit_code,
-            _ => {}
+            EventKind::PhaseStarted { .. }
+            | EventKind::ScenarioStarted { .. }
+            | EventKind::Observation { .. }
+            | EventKind::Mark { .. } => r.timeline.push(e.clone()),
         }
     }
 }

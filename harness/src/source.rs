@@ -1,14 +1,15 @@
 //! Where a value came from: `file:line:col`, and the findings that point there.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A position in a user's input file. Lines and columns are 1-based; `line == 0` means
 /// "somewhere in this file" (for problems that have no better anchor).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Location {
     pub file: Arc<PathBuf>,
     pub line: u64,
@@ -51,11 +52,16 @@ pub fn display_path(p: &Path) -> String {
     let rel = std::env::current_dir()
         .ok()
         .and_then(|cwd| p.strip_prefix(&cwd).ok().map(Path::to_path_buf));
-    rel.unwrap_or_else(|| p.to_path_buf()).display().to_string()
+    match rel {
+        // The current directory itself.
+        Some(r) if r.as_os_str().is_empty() => ".".into(),
+        Some(r) => r.display().to_string(),
+        None => p.display().to_string(),
+    }
 }
 
 /// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -74,10 +80,11 @@ impl fmt::Display for Severity {
 }
 
 /// One problem in the user's input, as a rule sees it: which rule, where, what, and how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// Stable rule id, e.g. `template.one-controlplane`. Documented in `docs/rules.md`.
-    pub rule: &'static str,
+    /// Borrowed when a rule makes it; owned when read back from `result.json`.
+    pub rule: Cow<'static, str>,
     pub severity: Severity,
     pub location: Location,
     pub message: String,
@@ -88,7 +95,7 @@ pub struct Finding {
 impl Finding {
     pub fn error(rule: &'static str, location: Location, message: impl Into<String>) -> Self {
         Finding {
-            rule,
+            rule: Cow::Borrowed(rule),
             severity: Severity::Error,
             location,
             message: message.into(),
@@ -98,7 +105,7 @@ impl Finding {
 
     pub fn warning(rule: &'static str, location: Location, message: impl Into<String>) -> Self {
         Finding {
-            rule,
+            rule: Cow::Borrowed(rule),
             severity: Severity::Warning,
             location,
             message: message.into(),
@@ -108,7 +115,7 @@ impl Finding {
 
     pub fn info(rule: &'static str, location: Location, message: impl Into<String>) -> Self {
         Finding {
-            rule,
+            rule: Cow::Borrowed(rule),
             severity: Severity::Info,
             location,
             message: message.into(),
@@ -139,11 +146,11 @@ impl fmt::Display for Finding {
 /// Sort findings for output: by file, line, column, then rule — so output is stable.
 pub fn sort_findings(findings: &mut [Finding]) {
     findings.sort_by(|a, b| {
-        (&a.location.file, a.location.line, a.location.col, a.rule).cmp(&(
+        (&a.location.file, a.location.line, a.location.col, &a.rule).cmp(&(
             &b.location.file,
             b.location.line,
             b.location.col,
-            b.rule,
+            &b.rule,
         ))
     });
 }

@@ -12,6 +12,9 @@ use crate::model::template::{ClusterTemplate, TemplateError};
 #[derive(Debug, Clone)]
 pub struct LabSpec {
     pub lab: LabFile,
+    /// False when a template and classes are linted without a lab file: `lab` is then
+    /// [`LabFile::none`] and checks that compare with the lab (the provider id) leave it out.
+    pub lab_given: bool,
     pub template: ClusterTemplate,
     pub class_files: Vec<MachineClassFile>,
 }
@@ -53,7 +56,25 @@ impl LabSpec {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(LabSpec {
             lab,
+            lab_given: true,
             template,
+            class_files,
+        })
+    }
+
+    /// A cluster template and machine classes without a lab file (`clusterproof lint
+    /// --template T` in a user's repository). `classes` may be empty: then no class is known,
+    /// and the template's class references are reported as unchecked.
+    pub fn load_without_lab(template: &Path, classes: &[PathBuf]) -> Result<Self, SpecError> {
+        let template_doc = ClusterTemplate::load(template)?;
+        let class_files = classes
+            .iter()
+            .map(|p| MachineClassFile::load(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(LabSpec {
+            lab: LabFile::none(template, classes),
+            lab_given: false,
+            template: template_doc,
             class_files,
         })
     }
@@ -114,8 +135,59 @@ impl LabSpec {
 
     /// Every input file, for reports.
     pub fn input_files(&self) -> Vec<PathBuf> {
-        let mut v = vec![self.lab.path.clone(), self.template.path.to_path_buf()];
+        let mut v = Vec::new();
+        if self.lab_given {
+            v.push(self.lab.path.clone());
+        }
+        v.push(self.template.path.to_path_buf());
         v.extend(self.class_files.iter().map(|f| f.path.to_path_buf()));
         v
     }
+}
+
+/// How many folders above the template's own folder [`find_machine_classes`] looks.
+pub const CLASS_SEARCH_LEVELS: usize = 3;
+
+/// Where a template's machine classes were looked for, and what was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClassSearch {
+    /// The first `machine-classes/` folder found, and its YAML files (sorted).
+    Found { dir: PathBuf, files: Vec<PathBuf> },
+    /// No such folder (or only empty ones) in any of these folders.
+    NotFound { looked_in: Vec<PathBuf> },
+}
+
+/// The machine classes of a template given without `--classes` or a lab file, where
+/// repositories keep them: a `machine-classes/` folder in the template's folder or in a
+/// folder above it — at most [`CLASS_SEARCH_LEVELS`] up, and never above the repository root
+/// (the folder holding `.git`). The first folder with YAML files wins; its `*.yaml` and
+/// `*.yml` files are the classes.
+pub fn find_machine_classes(template: &Path) -> ClassSearch {
+    let start = template
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let start = std::fs::canonicalize(start).unwrap_or_else(|_| start.to_path_buf());
+    let mut looked_in = Vec::new();
+    for folder in start.ancestors().take(CLASS_SEARCH_LEVELS + 1) {
+        looked_in.push(folder.to_path_buf());
+        let dir = folder.join("machine-classes");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !files.is_empty() {
+            files.sort();
+            return ClassSearch::Found { dir, files };
+        }
+        if folder.join(".git").exists() {
+            break;
+        }
+    }
+    ClassSearch::NotFound { looked_in }
 }

@@ -7,6 +7,7 @@
 //! endpoint on loopback that nothing contacts yet.
 
 pub mod accounting;
+pub mod bundle;
 pub mod cilium;
 pub mod dns;
 pub mod faults;
@@ -30,19 +31,6 @@ pub enum TwinError {
     Tls(String),
     #[error("twin: bad inventory: {0}")]
     Inventory(String),
-}
-
-/// The bundled seed lab file (`fixtures/seed/lab.toml` in the source tree).
-pub fn seed_lab() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/seed/lab.toml");
-    p.canonicalize().unwrap_or(p)
-}
-
-fn seed_file(rel: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/seed")
-        .join(rel);
-    p.canonicalize().unwrap_or(p)
 }
 
 /// How to start the twin.
@@ -171,6 +159,9 @@ impl Twin {
             .prefix("clusterproof-twin-")
             .tempdir()
             .map_err(|e| TwinError::Io("create the twin's directory".into(), e))?;
+        // The seed lab's template and classes, and the CRDs, as files its clients read.
+        let fixtures = bundle::write(dir.path())
+            .map_err(|e| TwinError::Io("write the bundled fixtures".into(), e))?;
         let secret_file = dir.path().join("proxmox-token-secret");
         write_private(&secret_file, &secret)
             .map_err(|e| TwinError::Io("write the token secret".into(), e))?;
@@ -188,6 +179,7 @@ impl Twin {
         };
         let lab = dir.path().join("lab.toml");
         let files = LabFiles {
+            fixtures: &fixtures,
             secret: &secret_file,
             key: &key_file,
             omnictl: &omnictl,
@@ -279,6 +271,7 @@ fn wrapper(
 
 /// Files the twin's lab file names.
 struct LabFiles<'a> {
+    fixtures: &'a bundle::Fixtures,
     secret: &'a Path,
     key: &'a Path,
     omnictl: &'a Path,
@@ -293,8 +286,7 @@ fn lab_file(
     time_scale: f64,
 ) -> String {
     let q = |p: &Path| format!("{:?}", p.display().to_string());
-    let crds = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/twin/gateway-api/standard-install.yaml");
+    let crds = f.fixtures.twin("gateway-api/standard-install.yaml");
     // The plan's 10 minutes, at the twin's pace.
     let budget = format!("{}ms", ((600.0 * time_scale * 1000.0) as u64).max(2000));
     format!(
@@ -349,9 +341,9 @@ gateway_api_crds = {crds}
         lan_ip = d.lan_addr().ip(),
         lan = d.lan_addr(),
         public = d.public_addr(),
-        template = q(&seed_file("clusters/talos-prod-01.yaml")),
-        cp = q(&seed_file("machine-classes/matrix-control-plane.yaml")),
-        w = q(&seed_file("machine-classes/matrix-worker.yaml")),
+        template = q(&f.fixtures.seed("clusters/talos-prod-01.yaml")),
+        cp = q(&f.fixtures.seed("machine-classes/matrix-control-plane.yaml")),
+        w = q(&f.fixtures.seed("machine-classes/matrix-worker.yaml")),
         budget = budget,
         cilium = q(f.cilium),
         crds = q(&crds.canonicalize().unwrap_or(crds.clone())),

@@ -77,6 +77,20 @@ pub struct Verify {
     pub cilium_connectivity_test: bool,
 }
 
+impl Default for Verify {
+    /// The documented defaults (docs/lab-file.md).
+    fn default() -> Self {
+        Verify {
+            timeout: Duration::from_secs(300),
+            restart_window: Duration::from_secs(30),
+            pending_bound: Duration::from_secs(300),
+            probe_image: DEFAULT_PROBE_IMAGE.into(),
+            probe_namespace: "clusterproof-probe".into(),
+            cilium_connectivity_test: false,
+        }
+    }
+}
+
 /// The agnhost image Kubernetes' own network e2e tests use (registry.k8s.io/e2e-test-images).
 pub const DEFAULT_PROBE_IMAGE: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
 
@@ -361,6 +375,60 @@ struct RawChaos {
 }
 
 impl LabFile {
+    /// The stand-in for "no lab file" when a cluster template and machine classes are linted
+    /// on their own: its values are defaults, not facts about anyone's lab, nothing may connect
+    /// with it, and `LabSpec::lab_given` is false so checks that need the lab leave it out.
+    pub fn none(template: &Path, machine_classes: &[PathBuf]) -> LabFile {
+        LabFile {
+            path: PathBuf::from("(no lab file)"),
+            name: "(no lab file)".into(),
+            omni: Omni {
+                endpoint: String::new(),
+                omnictl: PathBuf::from("omnictl"),
+                provider_id: String::new(),
+                lan_ip: IpAddr::from([0, 0, 0, 0]),
+                service_account_key: SecretSource::Env("OMNI_SERVICE_ACCOUNT_KEY".into()),
+                omniconfig: None,
+            },
+            proxmox: Proxmox {
+                url: String::new(),
+                token_id: String::new(),
+                token_secret: SecretSource::Env("PROXMOX_TOKEN_SECRET".into()),
+                tls: Tls::Verify,
+            },
+            dns: Dns {
+                omni_hostname: String::new(),
+                lan_resolvers: Vec::new(),
+                lan_view: std::net::SocketAddr::from(([0, 0, 0, 0], 53)),
+                public_view: None,
+            },
+            resources: Resources {
+                ram_headroom_percent: 10,
+                storage_headroom_percent: 10,
+            },
+            cluster: Cluster {
+                template: template.to_path_buf(),
+                machine_classes: machine_classes.to_vec(),
+                provision_timeout: Duration::from_secs(600),
+            },
+            cilium: Cilium {
+                cli: PathBuf::from("cilium"),
+                gateway_api_crds: DEFAULT_GATEWAY_API_CRDS.into(),
+                values: default_cilium_values(),
+            },
+            chaos: Chaos {
+                target: ChaosTarget::Worker,
+                mode: StopMode::Stop,
+                ha_managed: HaPolicy::Refuse,
+                detect_timeout: Duration::from_secs(120),
+                recovery_timeout: Duration::from_secs(600),
+            },
+            kubernetes: Kubernetes::Omni,
+            verify: Verify::default(),
+            state_dir: default_state_dir("(no lab file)"),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Self, LabError> {
         let text = std::fs::read_to_string(path).map_err(|source| LabError::Read {
             path: path.display().to_string(),
@@ -701,12 +769,13 @@ impl LabFile {
                 Some(s) => Ok(s.get_ref().trim().to_string()),
             }
         };
+        let d = Verify::default();
         let verify = Verify {
-            timeout: duration(&cx, v.timeout.as_ref(), "verify.timeout", Duration::from_secs(300))?,
-            restart_window: duration(&cx, v.restart_window.as_ref(), "verify.restart_window", Duration::from_secs(30))?,
-            pending_bound: duration(&cx, v.pending_bound.as_ref(), "verify.pending_bound", Duration::from_secs(300))?,
-            probe_image: non_empty(&v.probe_image, "verify.probe_image", DEFAULT_PROBE_IMAGE)?,
-            probe_namespace: non_empty(&v.probe_namespace, "verify.probe_namespace", "clusterproof-probe")?,
+            timeout: duration(&cx, v.timeout.as_ref(), "verify.timeout", d.timeout)?,
+            restart_window: duration(&cx, v.restart_window.as_ref(), "verify.restart_window", d.restart_window)?,
+            pending_bound: duration(&cx, v.pending_bound.as_ref(), "verify.pending_bound", d.pending_bound)?,
+            probe_image: non_empty(&v.probe_image, "verify.probe_image", &d.probe_image)?,
+            probe_namespace: non_empty(&v.probe_namespace, "verify.probe_namespace", &d.probe_namespace)?,
             cilium_connectivity_test: v.cilium_connectivity_test,
         };
 

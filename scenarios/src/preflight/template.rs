@@ -217,7 +217,12 @@ fn machine_set(spec: &LabSpec, s: &MachineSetDoc, f: &mut Vec<Finding>) {
     }
     // The referenced class must be among the given files.
     if let Some(name) = s.machine_class.as_ref().and_then(|mc| mc.name.as_ref()) {
-        if spec.class(&name.value).is_none() {
+        if spec.class_files.is_empty() {
+            f.push(
+                Finding::warning("template.class-exists", name.at.clone(), format!("machine class \"{}\" is not checked: no machine class files were given", name.value))
+                    .fix("pass the class files with --classes, or keep them in a `machine-classes/` folder beside or above the template's folder"),
+            );
+        } else if spec.class(&name.value).is_none() {
             let files: Vec<String> = spec
                 .class_files
                 .iter()

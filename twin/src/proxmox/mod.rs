@@ -5,15 +5,14 @@
 //! down, 501 for unknown paths, UPID tasks that finish after a (scaled) while, and VMs that
 //! consume host memory while running.
 //!
-//! The inventory is the real response bodies in `fixtures/twin/proxmox/` (see its README);
-//! physics and faults are applied on top when a response is rendered. Every client request
-//! is counted ([`ProxmoxTwin::request_counts`], [`requests`]).
+//! The inventory is the real response bodies in `fixtures/twin/proxmox/` (see its README),
+//! embedded in the binary; physics and faults are applied on top when a response is rendered.
+//! Every client request is counted ([`ProxmoxTwin::request_counts`], [`requests`]).
 
 mod requests;
 mod state;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,15 +27,15 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use requests::{ProxmoxRequestCounts, RequestKey};
-pub use state::{CreatedVm, Inventory, VmPower, VmRequest};
+pub use state::{CreatedVm, Inventory, InventorySource, VmPower, VmRequest};
 
 use crate::TwinError;
 use crate::faults::Fault;
 
 /// What the twin's Proxmox needs to start.
 pub struct ProxmoxSpec {
-    /// Directory of response bodies (`fixtures/twin/proxmox`).
-    pub inventory: std::path::PathBuf,
+    /// Where the response bodies come from (`default_inventory()`: the embedded ones).
+    pub inventory: InventorySource,
     pub token_id: String,
     pub token_secret: String,
     pub faults: Vec<Fault>,
@@ -324,7 +323,7 @@ fn render(answer: Answer) -> Response {
     resp
 }
 
-/// The default inventory: `fixtures/twin/proxmox` in the source tree.
-pub fn default_inventory() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/twin/proxmox")
+/// The default inventory: `fixtures/twin/proxmox`, as embedded in the binary.
+pub fn default_inventory() -> InventorySource {
+    InventorySource::Bundled
 }

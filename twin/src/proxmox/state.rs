@@ -32,11 +32,36 @@ pub struct NodeFiles {
     pub configs: BTreeMap<u32, Value>,
 }
 
-fn data(dir: &Path, rel: &str) -> Result<Value, TwinError> {
-    let path: PathBuf = dir.join(rel);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| TwinError::Io(format!("read {}", path.display()), e))?;
-    let mut v: Value = serde_json::from_str(&text)
+/// Where an inventory's response bodies are read from.
+#[derive(Debug, Clone)]
+pub enum InventorySource {
+    /// `fixtures/twin/proxmox`, embedded in the binary.
+    Bundled,
+    /// A directory of the same layout.
+    Dir(PathBuf),
+}
+
+fn data(src: &InventorySource, rel: &str) -> Result<Value, TwinError> {
+    let (path, text): (PathBuf, Vec<u8>) = match src {
+        InventorySource::Bundled => {
+            let path = Path::new("fixtures/twin/proxmox").join(rel);
+            let text =
+                crate::bundle::file(&format!("fixtures/twin/proxmox/{rel}")).ok_or_else(|| {
+                    TwinError::Inventory(format!(
+                        "{}: not in the bundled inventory",
+                        path.display()
+                    ))
+                })?;
+            (path, text.to_vec())
+        }
+        InventorySource::Dir(dir) => {
+            let path = dir.join(rel);
+            let text = std::fs::read(&path)
+                .map_err(|e| TwinError::Io(format!("read {}", path.display()), e))?;
+            (path, text)
+        }
+    };
+    let mut v: Value = serde_json::from_slice(&text)
         .map_err(|e| TwinError::Inventory(format!("{}: {e}", path.display())))?;
     match v.get_mut("data") {
         Some(d) => Ok(d.take()),
@@ -55,7 +80,7 @@ fn list(v: Value, what: &str) -> Result<Vec<Value>, TwinError> {
 }
 
 impl Inventory {
-    pub fn load(dir: &Path) -> Result<Self, TwinError> {
+    pub fn load(dir: &InventorySource) -> Result<Self, TwinError> {
         let nodes = list(data(dir, "nodes.json")?, "nodes.json")?;
         let mut per_node = BTreeMap::new();
         for n in &nodes {
