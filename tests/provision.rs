@@ -78,10 +78,39 @@ async fn provision_brings_every_node_of_the_template_up_and_a_rerun_is_a_no_op()
     ] {
         assert_eq!(outcome(&r, id)["verdict"], "pass", "{id}: {text}");
     }
+    // The run's kubeconfig holds a bearer token: it is kept out of the report directory.
+    let kubeconfig = t.dir().join("test-kubeconfig");
+    let kc = omnictl(
+        &t,
+        &[
+            "kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "-c",
+            "talos-prod-01",
+            "--service-account",
+            "--user",
+            "clusterproof",
+            "--merge=false",
+            "--force",
+        ],
+    );
+    assert!(kc.status.success(), "{}", String::from_utf8_lossy(&kc.stderr));
+    let kc_text = std::fs::read_to_string(&kubeconfig).unwrap();
+    let token = kc_text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .map(|t| t.trim_matches('"').to_string())
+        .expect("a service-account kubeconfig has a token");
+    assert!(token.len() > 8, "{token}");
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        assert!(!name.contains("kubeconfig"), "{name} in the report directory");
+        let body = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
+        assert!(!body.contains(&token), "{name} holds the cluster's token");
+    }
     // Counts come from the template: 3 control planes + 2 workers, all Ready.
-    let kube = KubeClient::from_kubeconfig(&out.join("kubeconfig"))
-        .await
-        .unwrap();
+    let kube = KubeClient::from_kubeconfig(&kubeconfig).await.unwrap();
     let nodes = kube.nodes().await.unwrap();
     assert_eq!(nodes.len(), 5);
     assert_eq!(nodes.iter().filter(|n| is_control_plane(n)).count(), 3);

@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use harness::events::{Event, EventBus, EventKind, Lane, MarkState, ScenarioInfo};
 use harness::report::{self, html, metrics, summary};
 use harness::runner::{self, Recorder, RunOptions, RunRecord};
-use harness::scenario::{Context, Lab, Need, Outcome, Phase, Scenario, Verdict};
+use harness::scenario::{Context, Lab, Meta, Need, Outcome, Phase, Scenario, Verdict};
 use harness::source::{Finding, Location};
 use harness::spec::{LabSpec, Overrides};
 
@@ -304,18 +304,18 @@ fn chaos_run() -> RunRecord {
 /// A chaos-like scenario that puts marks on the timeline through its `Emitter`.
 struct Marker;
 
+static MARKER: Meta = Meta {
+    id: "chaos::marker",
+    module: module_path!(),
+    phase: Phase::Chaos,
+    proves: "test",
+    needs: &[Need::Spec],
+    after: &[],
+};
+
 impl Scenario for Marker {
-    fn id(&self) -> &'static str {
-        "chaos::marker"
-    }
-    fn phase(&self) -> Phase {
-        Phase::Chaos
-    }
-    fn proves(&self) -> &'static str {
-        "test"
-    }
-    fn needs(&self) -> &'static [Need] {
-        &[Need::Spec]
+    fn meta(&self) -> &'static Meta {
+        &MARKER
     }
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
@@ -342,6 +342,7 @@ async fn the_record_keeps_the_marks_a_scenario_emits() {
         command: "test".into(),
         run_id: "r".into(),
         scenario_timeout: Duration::from_secs(5),
+        keep_going: false,
     };
     runner::run(
         lab,

@@ -289,9 +289,18 @@ fn lab_file(
     let crds = f.fixtures.twin("gateway-api/standard-install.yaml");
     // The plan's 10 minutes, at the twin's pace.
     let budget = format!("{}ms", ((600.0 * time_scale * 1000.0) as u64).max(2000));
+    // The harness's own defaults, at the twin's pace (the harness never knows the scale).
+    let scaled = |secs: f64, floor_ms: u64| {
+        format!("{}ms", ((secs * time_scale * 1000.0) as u64).max(floor_ms))
+    };
+    let verify_timeout = scaled(300.0, 3000);
+    let restart_window = scaled(30.0, 500);
+    let pending_bound = scaled(300.0, 3000);
     format!(
         r#"# Lab file of the built-in twin (written at start; every key: docs/lab-file.md).
 name = "twin"
+# The chaos journal and the private kubeconfig live here, beside this file.
+state_dir = "state"
 
 [omni]
 endpoint = "{endpoint}"
@@ -327,6 +336,12 @@ provision_timeout = "{budget}"
 [cilium]
 cli = {cilium}
 gateway_api_crds = {crds}
+
+# How long each Definition-of-Done check waits, at the twin's pace.
+[verify]
+timeout = "{verify_timeout}"
+restart_window = "{restart_window}"
+pending_bound = "{pending_bound}"
 "#,
         endpoint = o.endpoint(),
         omnictl = q(f.omnictl),
@@ -347,6 +362,9 @@ gateway_api_crds = {crds}
         budget = budget,
         cilium = q(f.cilium),
         crds = q(&crds.canonicalize().unwrap_or(crds.clone())),
+        verify_timeout = verify_timeout,
+        restart_window = restart_window,
+        pending_bound = pending_bound,
     )
 }
 
