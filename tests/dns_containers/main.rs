@@ -210,7 +210,7 @@ impl Servers {
                 let docker = images::engine().await?;
                 let bind9 = images::image(&docker, images::Software::Bind9).await?;
                 let (server, lan, public) =
-                    servers::bind9_two_views(&bind9, record, PUBLIC_IP).await?;
+                    servers::bind9_two_views(&docker, &bind9, record, PUBLIC_IP).await?;
                 Servers {
                     lan,
                     public,
@@ -268,6 +268,10 @@ async fn check(case: Case, servers: &Servers) -> Result<(), String> {
     };
     twin.shutdown().await;
     let outcome = outcome?;
+    eprintln!(
+        "preflight::dns (LAN view {}, public view {}, hosts resolve through {resolver}): {}: {}",
+        servers.lan, servers.public, outcome.verdict, outcome.message
+    );
     expect(case, servers).judge(&outcome)
 }
 

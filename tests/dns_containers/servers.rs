@@ -33,6 +33,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use testcontainers::bollard::Docker;
 use testcontainers::bollard::models::PortBinding;
 use testcontainers::core::{IntoContainerPort, WaitFor};
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
@@ -46,8 +47,9 @@ pub const PUBLIC_IP: Ipv4Addr = twin::OMNI_PUBLIC_IP;
 pub const LAN_SIDE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 pub const PUBLIC_SIDE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
-/// Every container carries this label, so a killed run's leftovers can be swept
-/// (`.ci/run`: `docker rm -f $(docker ps -aq --filter label=clusterproof-test)`).
+/// Every container carries this label. testcontainers removes a container when the test
+/// drops it (and on SIGTERM, with its `watchdog`); what a SIGKILL leaves behind is found with
+/// `docker ps -a --filter label=clusterproof-test`.
 const LABEL: &str = "clusterproof-test";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Host ports are chosen free on this side, then bound by Docker: retry if one was taken
@@ -238,6 +240,7 @@ pub async fn dnsmasq(
 /// BIND 9 with two views. Returns the server, the address LAN clients use and the address
 /// outside clients use.
 pub async fn bind9_two_views(
+    docker: &Docker,
     image: &GenericImage,
     lan_record: Option<Ipv4Addr>,
     public_record: Ipv4Addr,
@@ -263,22 +266,34 @@ pub async fn bind9_two_views(
         &[(53, LAN_SIDE), (OUTSIDE_PORT, PUBLIC_SIDE)],
     )
     .await?;
-    // The LAN ACL holds the bridge's gateway only if the bridge is in private address space
-    // (Docker's default pools are): say so plainly rather than fail on a wrong answer.
-    let bridge = server
-        .container
-        .get_bridge_ip_address()
-        .await
-        .map_err(|e| format!("cannot read the container's bridge address: {e}"))?;
-    if !matches!(bridge, IpAddr::V4(v4) if v4.is_private()) {
+    // Queries from the published LAN port come from the bridge's gateway (Docker's proxy).
+    // The LAN ACL holds it only if the bridge is in private address space (Docker's default
+    // pools are): say so plainly rather than fail on a wrong answer.
+    let gateways = bridge_gateways(docker, &server).await;
+    if !gateways.iter().any(|g| g.is_private()) {
         let logs = server.logs().await;
         server.remove().await;
         return Err(format!(
-            "the Docker bridge network ({bridge}) is not in RFC 1918 space, so the BIND \
-             \"lan\" ACL cannot match the queries from the published LAN port\n{logs}"
+            "the container's network gateway ({gateways:?}) is not in RFC 1918 space, so the \
+             BIND \"lan\" ACL cannot match the queries from the published LAN port\n{logs}"
         ));
     }
     Ok((server, addrs[0], addrs[1]))
+}
+
+/// The IPv4 gateways of the container's networks, as the engine reports them.
+async fn bridge_gateways(docker: &Docker, server: &Server) -> Vec<Ipv4Addr> {
+    let inspected = docker
+        .inspect_container(server.container.id(), None)
+        .await
+        .ok();
+    inspected
+        .and_then(|c| c.network_settings)
+        .and_then(|n| n.networks)
+        .into_iter()
+        .flat_map(|networks| networks.into_values())
+        .filter_map(|endpoint| endpoint.gateway?.parse().ok())
+        .collect()
 }
 
 /// BIND 9 serving only the public view.
