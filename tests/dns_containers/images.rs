@@ -52,7 +52,9 @@ impl Software {
     fn dockerfile(self) -> &'static str {
         // Never a `# syntax=` line and never a base image: both would need a registry.
         match self {
-            Software::Dnsmasq => "FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/usr/sbin/dnsmasq\"]\n",
+            Software::Dnsmasq => {
+                "FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/usr/sbin/dnsmasq\"]\n"
+            }
             // The start script comes with each container's configuration (/etc/bind/start).
             Software::Bind9 => {
                 "FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/bin/busybox\", \"sh\", \"/etc/bind/start\"]\n"
@@ -109,8 +111,8 @@ fn libraries(program: &Path) -> Result<Vec<PathBuf>, String> {
         .arg(program)
         .output()
         .map_err(|e| format!("cannot run ldd on {}: {e}", program.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     if text.contains("not a dynamic executable") || text.contains("statically linked") {
         return Ok(Vec::new());
     }
@@ -130,7 +132,10 @@ fn libraries(program: &Path) -> Result<Vec<PathBuf>, String> {
         // `linux-vdso.so.1 (0x…)` is the kernel's and has no file.
         let path = match line.split_once("=>") {
             Some((_, right)) => right.split_whitespace().next(),
-            None => line.split_whitespace().next().filter(|p| p.starts_with('/')),
+            None => line
+                .split_whitespace()
+                .next()
+                .filter(|p| p.starts_with('/')),
         };
         if let Some(p) = path.filter(|p| p.starts_with('/')) {
             libs.push(PathBuf::from(p));
@@ -186,9 +191,16 @@ fn content_tag(software: Software, files: &BTreeMap<String, Source>) -> Result<S
     }
     let sums = String::from_utf8_lossy(&out.stdout);
     // One `HEX  PATH` line per file, in the order given.
-    let digests: Vec<&str> = sums.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    let digests: Vec<&str> = sums
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
     if digests.len() != on_disk.len() {
-        return Err(format!("sha256sum printed {} sums for {} files", digests.len(), on_disk.len()));
+        return Err(format!(
+            "sha256sum printed {} sums for {} files",
+            digests.len(),
+            on_disk.len()
+        ));
     }
     let mut digests = digests.into_iter();
 
@@ -229,7 +241,10 @@ pub async fn engine() -> Result<Docker, String> {
     };
     let docker = Docker::connect_with_defaults().map_err(|e| unreachable(&e))?;
     // bollard speaks a newer API than Engine 20.10: agree on one (rust-stack.md §4.3).
-    docker.negotiate_version().await.map_err(|e| unreachable(&e))
+    docker
+        .negotiate_version()
+        .await
+        .map_err(|e| unreachable(&e))
 }
 
 /// The image for `software`, built if the engine does not have this exact content yet.

@@ -172,8 +172,7 @@ impl Servers {
                     let ip = Ipv4Addr::new(127, 0, 63, 3);
                     let port = servers::free_port(ip)?;
                     let udp = std::net::UdpSocket::bind((ip, port)).map_err(|e| e.to_string())?;
-                    let tcp =
-                        std::net::TcpListener::bind((ip, port)).map_err(|e| e.to_string())?;
+                    let tcp = std::net::TcpListener::bind((ip, port)).map_err(|e| e.to_string())?;
                     (SocketAddr::new(IpAddr::V4(ip), port), Some((udp, tcp)))
                 } else {
                     (views.lan_addr(), None)
@@ -192,8 +191,7 @@ impl Servers {
                 let dnsmasq = images::image(&docker, images::Software::Dnsmasq).await?;
                 let bind9 = images::image(&docker, images::Software::Bind9).await?;
                 let (gateway, lan) = servers::dnsmasq(&dnsmasq, record).await?;
-                let (public_server, public) = match servers::bind9_public(&bind9, PUBLIC_IP).await
-                {
+                let (public_server, public) = match servers::bind9_public(&bind9, PUBLIC_IP).await {
                     Ok(p) => p,
                     Err(e) => {
                         gateway.remove().await;
@@ -296,7 +294,10 @@ fn lab_file(twin: &twin::Twin, servers: &Servers) -> Result<std::path::PathBuf, 
 
 /// `preflight::dns` on the lab file at `path`, connected the way `clusterproof preflight`
 /// connects it.
-async fn preflight_dns(path: &std::path::Path, workdir: &std::path::Path) -> Result<Outcome, String> {
+async fn preflight_dns(
+    path: &std::path::Path,
+    workdir: &std::path::Path,
+) -> Result<Outcome, String> {
     let scenario = scenarios::by_id("preflight::dns").ok_or("no scenario preflight::dns")?;
     let spec = LabSpec::load(path, &Overrides::default()).map_err(|e| e.to_string())?;
     let lab = Lab::connect(

@@ -246,7 +246,10 @@ pub async fn bind9_two_views(
     public_record: Ipv4Addr,
 ) -> Result<(Server, SocketAddr, SocketAddr), String> {
     let files = vec![
-        ("/etc/bind/named.conf".to_owned(), named_two_views().into_bytes()),
+        (
+            "/etc/bind/named.conf".to_owned(),
+            named_two_views().into_bytes(),
+        ),
         (
             "/etc/bind/db.lan".to_owned(),
             zone_file(lan_record, Ipv4Addr::new(192, 168, 10, 53)).into_bytes(),
@@ -302,12 +305,18 @@ pub async fn bind9_public(
     record: Ipv4Addr,
 ) -> Result<(Server, SocketAddr), String> {
     let files = vec![
-        ("/etc/bind/named.conf".to_owned(), named_single().into_bytes()),
+        (
+            "/etc/bind/named.conf".to_owned(),
+            named_single().into_bytes(),
+        ),
         (
             "/etc/bind/db.public".to_owned(),
             zone_file(Some(record), Ipv4Addr::new(100, 64, 0, 53)).into_bytes(),
         ),
-        ("/etc/bind/start".to_owned(), named_start(false).into_bytes()),
+        (
+            "/etc/bind/start".to_owned(),
+            named_start(false).into_bytes(),
+        ),
     ];
     let (server, addrs) = start(
         "BIND 9 (public view)",
@@ -380,8 +389,7 @@ async fn start(
             }
             Err(e) => {
                 let text = e.to_string();
-                if text.contains("already allocated") || text.contains("address already in use")
-                {
+                if text.contains("already allocated") || text.contains("address already in use") {
                     last_error = text;
                     continue;
                 }
