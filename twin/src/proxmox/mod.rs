@@ -148,6 +148,12 @@ impl ProxmoxTwin {
         &self.cert_pem
     }
 
+    /// Point every host's resolvers (`dns1`..`dns3`) at `servers`, as an administrator would
+    /// under Datacenter → node → System → DNS.
+    pub fn set_hosts_dns(&self, servers: &[&str]) {
+        lock(&self.state).set_hosts_dns(servers);
+    }
+
     /// Mark a host offline (its proxied calls then answer 595) or back online.
     pub fn set_node_online(&self, node: &str, online: bool) {
         lock(&self.state).set_node_online(node, online);

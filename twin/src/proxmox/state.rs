@@ -262,13 +262,8 @@ impl State {
 
     fn apply_fault(&mut self, f: Fault) {
         match f {
-            Fault::DnsPublicOnHosts => {
-                for h in self.hosts.values_mut() {
-                    // Data only: nothing ever queries these addresses.
-                    h.files.dns =
-                        json!({"search": "spaceships.work", "dns1": "1.1.1.1", "dns2": "8.8.8.8"});
-                }
-            }
+            // Data only: nothing ever queries these addresses.
+            Fault::DnsPublicOnHosts => self.set_hosts_dns(&["1.1.1.1", "8.8.8.8"]),
             // The DNS views, the Omni twin, the Kubernetes twin and the cilium shim implement
             // these.
             Fault::DnsLanWrongAnswer
@@ -331,6 +326,22 @@ impl State {
                     o.remove("used_fraction");
                 }
             }
+        }
+    }
+
+    /// Every host's DNS servers (`dns1`..`dns3` of `GET /nodes/{node}/dns`, at most three, as
+    /// Proxmox allows), as `PUT /nodes/{node}/dns` would set them; `search` stays.
+    pub fn set_hosts_dns(&mut self, servers: &[&str]) {
+        for h in self.hosts.values_mut() {
+            let search = h.files.dns.get("search").cloned();
+            let mut dns = serde_json::Map::new();
+            if let Some(search) = search {
+                dns.insert("search".into(), search);
+            }
+            for (i, server) in servers.iter().take(3).enumerate() {
+                dns.insert(format!("dns{}", i + 1), json!(server));
+            }
+            h.files.dns = Value::Object(dns);
         }
     }
 
