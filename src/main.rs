@@ -119,6 +119,9 @@ struct RunArgs {
     /// Exit 4 when checks pass with warnings.
     #[arg(long)]
     strict: bool,
+    /// Go on to later phases after a failed one (every verdict, for diagnosing a broken cluster).
+    #[arg(long)]
+    keep_going: bool,
     /// Give up on a scenario after this long.
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = harness::model::lab::parse_duration)]
     scenario_timeout: Duration,
@@ -429,7 +432,7 @@ async fn run_lab(
         command: cmdline,
         run_id: id.clone(),
         scenario_timeout: a.scenario_timeout,
-        keep_going: false,
+        keep_going: a.keep_going,
     };
     runner::run(Arc::new(lab), selected, &bus, &opts, interrupted()).await;
     let mut record = recorder.record();

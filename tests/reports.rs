@@ -45,19 +45,13 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// Every scenario `clusterproof run` has today, and its suite.
-const RUN: &[(&str, &str)] = &[
-    ("preflight::template", "preflight"),
-    ("preflight::machine_classes", "preflight"),
-    ("preflight::ceph", "preflight"),
-    ("preflight::dns", "preflight"),
-    ("preflight::ram_budget", "preflight"),
-    ("preflight::omni", "preflight"),
-    ("provision::machine_classes", "provision"),
-    ("provision::cluster", "provision"),
-    ("provision::kubeconfig", "provision"),
-    ("provision::cilium", "provision"),
-];
+/// Every scenario `clusterproof run` has, and its suite: read from the catalog.
+fn run_cases() -> Vec<(&'static str, &'static str)> {
+    scenarios::catalog()
+        .iter()
+        .map(|s| (s.id(), s.phase().as_str()))
+        .collect()
+}
 
 /// Well-formed (roxmltree is a strict parser), and what the report claims adds up.
 fn check_junit(xml: &str, expected_cases: &[(&str, &str)]) {
@@ -178,11 +172,11 @@ fn passing_run_writes_every_report() {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let xml = std::fs::read_to_string(out.join("junit.xml")).unwrap();
-    check_junit(&xml, RUN);
+    check_junit(&xml, &run_cases());
     let result: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
     assert_eq!(result["exit_code"], 0);
-    assert_eq!(result["scenarios"].as_array().unwrap().len(), RUN.len());
+    assert_eq!(result["scenarios"].as_array().unwrap().len(), run_cases().len());
     // The timeline: every line is JSON, in order, from run_started to run_finished.
     let events: Vec<serde_json::Value> = std::fs::read_to_string(out.join("events.jsonl"))
         .unwrap()
@@ -202,7 +196,7 @@ fn passing_run_writes_every_report() {
             .iter()
             .filter(|e| e["event"] == "scenario_finished")
             .count(),
-        RUN.len()
+        run_cases().len()
     );
 }
 
@@ -222,7 +216,7 @@ fn failing_run_reports_the_failure_and_exits_1() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let xml = std::fs::read_to_string(out.join("junit.xml")).unwrap();
-    check_junit(&xml, RUN);
+    check_junit(&xml, &run_cases());
     assert!(xml.contains("<failure"), "{xml}");
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     let filters: Vec<(String, &str)> = filters(&out);
@@ -256,10 +250,10 @@ fn default_out_dir_is_reports_run_id_with_latest_link() {
 #[test]
 fn phase_without_scenarios_says_so_and_exits_3() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = run(&["verify", "--out", tmp.path().to_str().unwrap()], &root());
+    let o = run(&["chaos", "--out", tmp.path().to_str().unwrap()], &root());
     assert_eq!(o.status.code(), Some(3));
     assert!(
-        text(&o).contains("no scenarios in phase verify"),
+        text(&o).contains("no scenarios in phase chaos"),
         "{}",
         text(&o)
     );
@@ -370,7 +364,7 @@ fn report_of_a_killed_run_rebuilds_the_record_from_its_events() {
             .unwrap_or_else(|| panic!("{id} missing"))["outcome"]["verdict"]
             .clone()
     };
-    assert_eq!(result["scenarios"].as_array().unwrap().len(), RUN.len());
+    assert_eq!(result["scenarios"].as_array().unwrap().len(), run_cases().len());
     assert_eq!(verdict("preflight::template"), "pass");
     assert_eq!(verdict("provision::cluster"), "error");
     assert_eq!(verdict("provision::cilium"), "skip");
@@ -381,7 +375,7 @@ fn report_of_a_killed_run_rebuilds_the_record_from_its_events() {
     );
     check_junit(
         &std::fs::read_to_string(out.join("junit.xml")).unwrap(),
-        RUN,
+        &run_cases(),
     );
 }
 

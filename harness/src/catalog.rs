@@ -29,8 +29,6 @@ pub enum CatalogError {
         prerequisite: &'static str,
         later: &'static str,
     },
-    #[error("scenario {id}'s id does not start with its phase {phase}")]
-    WrongPhase { id: &'static str, phase: &'static str },
 }
 
 /// Check every rule; all violations, in catalog order.
@@ -48,12 +46,6 @@ pub fn check(catalog: &[Arc<dyn Scenario>]) -> Vec<CatalogError> {
             errors.push(CatalogError::WrongModule {
                 id: m.id,
                 module: m.module,
-            });
-        }
-        if m.id.split("::").next() != Some(m.phase.as_str()) {
-            errors.push(CatalogError::WrongPhase {
-                id: m.id,
-                phase: m.phase.as_str(),
             });
         }
         for p in m.after {

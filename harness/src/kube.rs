@@ -42,6 +42,13 @@ impl From<kube::Error> for KubeError {
     }
 }
 
+/// What a non-resource path answered.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub body: String,
+}
+
 #[derive(Clone)]
 pub struct KubeClient {
     client: kube::Client,
@@ -114,6 +121,20 @@ impl KubeClient {
 
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// A plain GET of a non-resource path (`/readyz?verbose`, `/livez`), whatever its status.
+    pub async fn raw_get(&self, path: &str) -> Result<RawResponse, KubeError> {
+        let req = hyper::Request::get(path)
+            .body(kube::client::Body::empty())
+            .map_err(|e| KubeError::Api(format!("bad request path {path}: {e}")))?;
+        let resp = self.client.send(req).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect_bytes().await?;
+        Ok(RawResponse {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
     }
 
     pub async fn nodes(&self) -> Result<Vec<Node>, KubeError> {

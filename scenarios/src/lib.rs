@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use harness::scenario::Scenario;
 
+pub mod dod;
 pub mod preflight;
 pub mod provision;
 
@@ -22,6 +23,12 @@ pub fn catalog() -> Vec<Arc<dyn Scenario>> {
         Arc::new(provision::cluster::Cluster),
         Arc::new(provision::kubeconfig::Kubeconfig),
         Arc::new(provision::cilium::Cilium),
+        Arc::new(dod::control_plane_ready::ControlPlaneReady),
+        Arc::new(dod::workers_ready::WorkersReady),
+        Arc::new(dod::all_nodes_ready::AllNodesReady),
+        Arc::new(dod::cilium_healthy::CiliumHealthy),
+        Arc::new(dod::core_pods::CorePods),
+        Arc::new(dod::connectivity::Connectivity),
     ]
 }
 
