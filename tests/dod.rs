@@ -3,31 +3,12 @@
 //! caught by the scenario it names, with its diagnosis, while the other DoD scenarios stay green
 //! (except the few a fault rightly breaks too, listed per fault).
 
-use std::process::Command;
-
 use twin::faults::Fault;
 
+mod common;
+
 fn run(faults: &[Fault]) -> (i32, serde_json::Value, String) {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clusterproof"));
-    cmd.args(["run", "--keep-going", "--out", out.to_str().unwrap()]);
-    for f in faults {
-        cmd.args(["--fault", f.name()]);
-    }
-    let o = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let result = std::fs::read_to_string(out.join("result.json"))
-        .unwrap_or_else(|e| panic!("no result.json ({e}):\n{text}"));
-    (
-        o.status.code().unwrap_or(-1),
-        serde_json::from_str(&result).unwrap(),
-        text,
-    )
+    common::run_twin(&["run", "--keep-going"], faults)
 }
 
 fn outcome<'a>(r: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {

@@ -3,31 +3,12 @@
 //! for `ceph-degraded`) with a diagnosis naming the cause; every other scenario must pass;
 //! the exit code must follow. Without faults, everything passes.
 
-use std::process::Command;
-
 use twin::faults::{Expect, Fault};
 
+mod common;
+
 fn preflight(faults: &[Fault]) -> (i32, serde_json::Value, String) {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clusterproof"));
-    cmd.args(["preflight", "--out", out.to_str().unwrap()]);
-    for f in faults {
-        cmd.args(["--fault", f.name()]);
-    }
-    let o = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let result = std::fs::read_to_string(out.join("result.json"))
-        .unwrap_or_else(|e| panic!("no result.json ({e}):\n{text}"));
-    (
-        o.status.code().unwrap_or(-1),
-        serde_json::from_str(&result).unwrap(),
-        text,
-    )
+    common::run_twin(&["preflight"], faults)
 }
 
 fn verdicts(result: &serde_json::Value) -> Vec<(String, String)> {

@@ -7,10 +7,10 @@
 //! `verify.timeout`, so a node turning Ready a moment later passes.
 
 use futures::future::BoxFuture;
-use harness::scenario::{Context, Meta, Need, Outcome, Phase, Scenario, Verdict};
+use harness::scenario::{Context, Meta, Need, Outcome, Phase, Scenario};
 use k8s_openapi::api::core::v1::Node;
 
-use super::{expected, health_taints, kube, name, ready, why_not_ready};
+use super::{expected, from_problems, health_taints, kube, name, ready, why_not_ready};
 
 pub struct AllNodesReady;
 
@@ -82,18 +82,11 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     };
     let found = problems(&nodes, want, &cluster);
     let ready_count = nodes.iter().filter(|n| ready(n)).count();
-    let mut o = match found.first() {
-        None => Outcome::pass(format!("{want}/{want} nodes Ready, none stray or tainted")),
-        Some(first) => {
-            let mut o = Outcome::new(Verdict::Fail, first.clone()).remediation(
-                "`kubectl describe node NAME` shows why; a node that never turns Ready after the CNI install usually has no CNI configuration (Cilium agent not running there)",
-            );
-            for p in found.iter().skip(1) {
-                o = o.evidence(p.clone());
-            }
-            o
-        }
-    };
+    let mut o = from_problems(
+        &found,
+        format!("{want}/{want} nodes Ready, none stray or tainted"),
+        "`kubectl describe node NAME` shows why; a node that never turns Ready after the CNI install usually has no CNI configuration (Cilium agent not running there)",
+    );
     for n in &nodes {
         o = o.evidence(format!(
             "{}: {}",

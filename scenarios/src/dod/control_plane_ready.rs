@@ -62,11 +62,35 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     if let (Some(problems), Some(o)) = (omni.as_mut(), cx.lab.omni.as_ref()) {
         let cluster = cx.lab.spec.template.cluster_name().unwrap_or_default();
         let id = format!("{cluster}-control-planes");
-        match o
-            .get_one("ControlPlaneStatuses.omni.sidero.dev", &id)
+        // Watch it (Omni recomputes it as members connect) until every condition is Ready,
+        // up to verify.timeout; then judge what was seen last.
+        let kind = "ControlPlaneStatuses.omni.sidero.dev";
+        let all_ready = |r: &harness::omni::Resource| {
+            r.spec["conditions"]
+                .as_array()
+                .is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| c["status"] == 1))
+        };
+        let mut last = o
+            .get_one(kind, &id)
             .await
-            .map_err(|e| Outcome::error(format!("omnictl get controlplanestatus {id}: {e}")))?
+            .map_err(|e| Outcome::error(format!("omnictl get controlplanestatus {id}: {e}")))?;
+        if !last.as_ref().is_some_and(all_ready)
+            && let Ok(mut watch) = o.watch(kind)
         {
+            let _ = tokio::time::timeout(cx.lab.spec.lab.verify.timeout, async {
+                while let Some(Ok(ev)) = watch.next().await {
+                    if ev.resource.metadata.id == id {
+                        let done = all_ready(&ev.resource);
+                        last = Some(ev.resource);
+                        if done {
+                            break;
+                        }
+                    }
+                }
+            })
+            .await;
+        }
+        match last {
             None => problems.push(format!("Omni has no ControlPlaneStatus {id}")),
             Some(cps) => {
                 for c in cps.spec["conditions"].as_array().into_iter().flatten() {

@@ -11,11 +11,11 @@
 use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
-use harness::scenario::{Context, Meta, Need, Outcome, Phase, Scenario, Verdict};
+use harness::scenario::{Context, Meta, Need, Outcome, Phase, Scenario};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 
-use super::kube;
+use super::{from_problems, kube};
 
 pub struct CorePods;
 
@@ -188,22 +188,15 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
             problems.push(o);
         }
     }
-    let mut o = match problems.first() {
-        None => Outcome::pass(format!(
+    let mut o = from_problems(
+        &problems,
+        format!(
             "{} kube-system pod(s), none crash-looping, failing or stuck; restart counts stable over {}",
             after.len(),
             humantime::format_duration(v.restart_window)
-        )),
-        Some(first) => {
-            let mut o = Outcome::new(Verdict::Fail, first.clone()).remediation(
-                "`kubectl -n kube-system describe pod NAME` and `kubectl -n kube-system logs NAME --previous` show why the container exits",
-            );
-            for p in problems.iter().skip(1) {
-                o = o.evidence(p.clone());
-            }
-            o
-        }
-    };
+        ),
+        "`kubectl -n kube-system describe pod NAME` and `kubectl -n kube-system logs NAME --previous` show why the container exits",
+    );
     for p in &after {
         let phase = p
             .status

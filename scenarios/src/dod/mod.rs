@@ -185,6 +185,21 @@ pub(crate) fn omni_problems(members: &[Resource], want: usize, what: &str) -> Ve
     p
 }
 
+/// Pass with `ok` when nothing is wrong; else fail on the first problem, with `fix` as the
+/// remediation and the other problems as evidence.
+pub(crate) fn from_problems(problems: &[String], ok: String, fix: &str) -> Outcome {
+    match problems.first() {
+        None => Outcome::pass(ok),
+        Some(first) => {
+            let mut o = Outcome::new(Verdict::Fail, first.clone()).remediation(fix);
+            for p in &problems[1..] {
+                o = o.evidence(p.clone());
+            }
+            o
+        }
+    }
+}
+
 /// A role scenario's outcome from the nodes seen and Omni's view.
 pub(crate) fn role_outcome(
     what: &str,
