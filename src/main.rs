@@ -119,9 +119,13 @@ struct RunArgs {
     /// Exit 4 when checks pass with warnings.
     #[arg(long)]
     strict: bool,
-    /// Go on to later phases after a failed one (every verdict, for diagnosing a broken cluster).
+    /// Go on to later phases after a phase did not pass (every verdict, for the full picture).
     #[arg(long)]
     keep_going: bool,
+    /// Run only these scenarios (an id, or a glob with `*` such as `dod::*`; repeatable),
+    /// plus their prerequisites. The command's phases still apply.
+    #[arg(long, value_name = "ID|GLOB")]
+    only: Vec<String>,
     /// Give up on a scenario after this long.
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = harness::model::lab::parse_duration)]
     scenario_timeout: Duration,
@@ -335,10 +339,29 @@ fn run_inner(a: RunArgs, phases: &[Phase], command: &str) -> anyhow::Result<i32>
         );
         return Ok(exit::BAD_INPUT);
     }
-    let selected: Vec<Arc<dyn Scenario>> = scenarios::catalog()
+    let mut selected: Vec<Arc<dyn Scenario>> = scenarios::catalog()
         .into_iter()
         .filter(|s| phases.contains(&s.phase()))
         .collect();
+    if !a.only.is_empty() {
+        let selection = match harness::catalog::select(&selected, &a.only) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(exit::BAD_INPUT);
+            }
+        };
+        for id in &selection.pulled_in {
+            let of: Vec<&str> = selection
+                .scenarios
+                .iter()
+                .filter(|s| s.meta().after_ids().any(|d| d == *id))
+                .map(|s| s.id())
+                .collect();
+            println!("also running {id} (a prerequisite of {})", of.join(", "));
+        }
+        selected = selection.scenarios;
+    }
     if selected.is_empty() {
         let names: Vec<&str> = phases.iter().map(|p| p.as_str()).collect();
         eprintln!(
@@ -427,6 +450,12 @@ async fn run_lab(
     }
     if a.yes {
         cmdline.push_str(" --yes");
+    }
+    if a.keep_going {
+        cmdline.push_str(" --keep-going");
+    }
+    for p in &a.only {
+        cmdline.push_str(&format!(" --only {p}"));
     }
     let opts = RunOptions {
         command: cmdline,
