@@ -56,17 +56,22 @@ fn a_provisioned_twin_meets_every_definition_of_done_item() {
         cp["evidence"].to_string().contains("[+]etcd ok"),
         "the etcd check is named: {cp}"
     );
-    assert!(outcome(&r, "dod::connectivity")["message"]
-        .as_str()
-        .unwrap()
-        .contains("pod-to-service"));
+    assert!(
+        outcome(&r, "dod::connectivity")["message"]
+            .as_str()
+            .unwrap()
+            .contains("pod-to-service")
+    );
 }
 
 /// Words the catching scenario's diagnosis must contain, and the other scenarios the fault
 /// rightly breaks as well.
 fn expectation(f: Fault) -> (&'static [&'static str], &'static [&'static str]) {
     match f {
-        Fault::CiliumMtuAutodetect => (&["MTU=1450", "auto-detects the MTU"], &["provision::cilium"]),
+        Fault::CiliumMtuAutodetect => (
+            &["MTU=1450", "auto-detects the MTU"],
+            &["provision::cilium"],
+        ),
         Fault::CrashloopPod => (&["coredns"], &[]),
         Fault::NodeNeverReady => (
             &["is not Ready", "Ready=False"],

@@ -94,7 +94,11 @@ async fn provision_brings_every_node_of_the_template_up_and_a_rerun_is_a_no_op()
             "--force",
         ],
     );
-    assert!(kc.status.success(), "{}", String::from_utf8_lossy(&kc.stderr));
+    assert!(
+        kc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kc.stderr)
+    );
     let kc_text = std::fs::read_to_string(&kubeconfig).unwrap();
     let token = kc_text
         .lines()
@@ -105,7 +109,10 @@ async fn provision_brings_every_node_of_the_template_up_and_a_rerun_is_a_no_op()
     for entry in std::fs::read_dir(&out).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        assert!(!name.contains("kubeconfig"), "{name} in the report directory");
+        assert!(
+            !name.contains("kubeconfig"),
+            "{name} in the report directory"
+        );
         let body = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
         assert!(!body.contains(&token), "{name} holds the cluster's token");
     }

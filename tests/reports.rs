@@ -176,7 +176,10 @@ fn passing_run_writes_every_report() {
     let result: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
     assert_eq!(result["exit_code"], 0);
-    assert_eq!(result["scenarios"].as_array().unwrap().len(), run_cases().len());
+    assert_eq!(
+        result["scenarios"].as_array().unwrap().len(),
+        run_cases().len()
+    );
     // The timeline: every line is JSON, in order, from run_started to run_finished.
     let events: Vec<serde_json::Value> = std::fs::read_to_string(out.join("events.jsonl"))
         .unwrap()
@@ -364,7 +367,10 @@ fn report_of_a_killed_run_rebuilds_the_record_from_its_events() {
             .unwrap_or_else(|| panic!("{id} missing"))["outcome"]["verdict"]
             .clone()
     };
-    assert_eq!(result["scenarios"].as_array().unwrap().len(), run_cases().len());
+    assert_eq!(
+        result["scenarios"].as_array().unwrap().len(),
+        run_cases().len()
+    );
     assert_eq!(verdict("preflight::template"), "pass");
     assert_eq!(verdict("provision::cluster"), "error");
     assert_eq!(verdict("provision::cilium"), "skip");

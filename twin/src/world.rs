@@ -259,24 +259,39 @@ impl World {
         // ControlPlaneStatus (omni.md §5: conditions{type 1 Etcd / 2 WireguardConnection,
         // status 1 Ready / 2 NotReady, severity 0 Info / 2 Error}), id = the control-plane
         // machine set, recomputed with the rest whenever a member changes.
-        if let Some(cp) = sets.iter().find(|s| s.metadata.id.ends_with("-control-planes")) {
+        if let Some(cp) = sets
+            .iter()
+            .find(|s| s.metadata.id.ends_with("-control-planes"))
+        {
             let want = cp.spec["machinecount"].as_i64().unwrap_or(0);
             let quorum = cp_connected > want / 2;
             let (status, severity, reason) = if cp_connected >= want && want > 0 {
                 (1, 0, String::new())
             } else if quorum {
-                (1, 1, format!("{} of {want} etcd members are connected", cp_connected))
+                (
+                    1,
+                    1,
+                    format!("{} of {want} etcd members are connected", cp_connected),
+                )
             } else {
-                (2, 2, format!("etcd has no quorum: {cp_connected} of {want} members connected"))
+                (
+                    2,
+                    2,
+                    format!("etcd has no quorum: {cp_connected} of {want} members connected"),
+                )
             };
             let link = if cp_connected >= want { (1, 0) } else { (2, 1) };
             self.omni.put(
-                Resource::in_default_namespace("ControlPlaneStatuses.omni.sidero.dev", cp.metadata.id.clone(), json!({
-                    "conditions": [
-                        {"type": 1, "reason": reason, "status": status, "severity": severity},
-                        {"type": 2, "reason": "", "status": link.0, "severity": link.1},
-                    ],
-                }))
+                Resource::in_default_namespace(
+                    "ControlPlaneStatuses.omni.sidero.dev",
+                    cp.metadata.id.clone(),
+                    json!({
+                        "conditions": [
+                            {"type": 1, "reason": reason, "status": status, "severity": severity},
+                            {"type": 2, "reason": "", "status": link.0, "severity": link.1},
+                        ],
+                    }),
+                )
                 .with_owner("ControlPlaneStatusController")
                 .with_label(LABEL_CLUSTER, cluster)
                 .with_label(LABEL_MACHINE_SET, cp.metadata.id.as_str()),

@@ -762,20 +762,38 @@ impl LabFile {
 
         // --- verify
         let v = &raw.verify;
-        let non_empty = |o: &Option<Spanned<String>>, key: &str, default: &str| -> Result<String, LabError> {
-            match o {
-                None => Ok(default.to_string()),
-                Some(s) if s.get_ref().trim().is_empty() => Err(cx.invalid(Some(s.span().start), format!("{key} is empty; remove it for the default \"{default}\""))),
-                Some(s) => Ok(s.get_ref().trim().to_string()),
-            }
-        };
+        let non_empty =
+            |o: &Option<Spanned<String>>, key: &str, default: &str| -> Result<String, LabError> {
+                match o {
+                    None => Ok(default.to_string()),
+                    Some(s) if s.get_ref().trim().is_empty() => Err(cx.invalid(
+                        Some(s.span().start),
+                        format!("{key} is empty; remove it for the default \"{default}\""),
+                    )),
+                    Some(s) => Ok(s.get_ref().trim().to_string()),
+                }
+            };
         let d = Verify::default();
         let verify = Verify {
             timeout: duration(&cx, v.timeout.as_ref(), "verify.timeout", d.timeout)?,
-            restart_window: duration(&cx, v.restart_window.as_ref(), "verify.restart_window", d.restart_window)?,
-            pending_bound: duration(&cx, v.pending_bound.as_ref(), "verify.pending_bound", d.pending_bound)?,
+            restart_window: duration(
+                &cx,
+                v.restart_window.as_ref(),
+                "verify.restart_window",
+                d.restart_window,
+            )?,
+            pending_bound: duration(
+                &cx,
+                v.pending_bound.as_ref(),
+                "verify.pending_bound",
+                d.pending_bound,
+            )?,
             probe_image: non_empty(&v.probe_image, "verify.probe_image", &d.probe_image)?,
-            probe_namespace: non_empty(&v.probe_namespace, "verify.probe_namespace", &d.probe_namespace)?,
+            probe_namespace: non_empty(
+                &v.probe_namespace,
+                "verify.probe_namespace",
+                &d.probe_namespace,
+            )?,
             cilium_connectivity_test: v.cilium_connectivity_test,
         };
 
@@ -912,9 +930,16 @@ pub fn default_state_dir(lab: &str) -> PathBuf {
         .unwrap_or_else(std::env::temp_dir);
     let safe: String = lab
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    base.join("clusterproof").join(if safe.is_empty() { "lab".into() } else { safe })
+    base.join("clusterproof")
+        .join(if safe.is_empty() { "lab".into() } else { safe })
 }
 
 /// Parse a duration like "10m" or "1m 30s" (the lab file's syntax), for the CLI too.

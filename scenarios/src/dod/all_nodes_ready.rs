@@ -63,7 +63,13 @@ fn problems(nodes: &[Node], want: usize, cluster: &str) -> Vec<String> {
 async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     let e = expected(cx)?;
     let want = e.control_planes + e.workers;
-    let cluster = cx.lab.spec.template.cluster_name().unwrap_or_default().to_string();
+    let cluster = cx
+        .lab
+        .spec
+        .template
+        .cluster_name()
+        .unwrap_or_default()
+        .to_string();
     let kube = kube(cx).await?;
     let nodes = match kube
         .wait_nodes(
@@ -91,9 +97,16 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
         o = o.evidence(format!(
             "{}: {}",
             name(n),
-            if ready(n) { "Ready".into() } else { why_not_ready(n) }
+            if ready(n) {
+                "Ready".into()
+            } else {
+                why_not_ready(n)
+            }
         ));
     }
-    Ok(o.metric("nodes_ready", ready_count as f64, "nodes")
-        .metric("nodes_expected", want as f64, "nodes"))
+    Ok(o.metric("nodes_ready", ready_count as f64, "nodes").metric(
+        "nodes_expected",
+        want as f64,
+        "nodes",
+    ))
 }

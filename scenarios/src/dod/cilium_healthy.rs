@@ -49,9 +49,8 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     // Wait (watching) for an agent on every node, all ready.
     let api: Api<DaemonSet> = Api::namespaced(kube.client(), NAMESPACE);
     let all_ready = move |ds: Option<&DaemonSet>| {
-        ds.and_then(|d| d.status.as_ref()).is_some_and(|s| {
-            s.desired_number_scheduled == nodes && s.number_ready == nodes
-        })
+        ds.and_then(|d| d.status.as_ref())
+            .is_some_and(|s| s.desired_number_scheduled == nodes && s.number_ready == nodes)
     };
     let waited = tokio::time::timeout(
         cx.lab.spec.lab.verify.timeout,
@@ -68,7 +67,9 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     let values = &cx.lab.spec.lab.cilium.values;
     let mut problems = Vec::new();
     match s.agent {
-        None => problems.push("Cilium is not installed: no DaemonSet kube-system/cilium".to_string()),
+        None => {
+            problems.push("Cilium is not installed: no DaemonSet kube-system/cilium".to_string())
+        }
         Some((desired, ready)) => {
             if desired != nodes {
                 problems.push(format!(
@@ -96,13 +97,15 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     }
     let mismatches = s.config_mismatches(values);
     let mtu_problem = mismatches.iter().find(|m| m.starts_with("MTU=")).cloned();
-    problems.extend(mismatches.iter().filter(|m| !m.starts_with("MTU=")).cloned());
+    problems.extend(
+        mismatches
+            .iter()
+            .filter(|m| !m.starts_with("MTU="))
+            .cloned(),
+    );
     if let Some(m) = &mtu_problem {
-        let tunnel = s
-            .config
-            .get("routing-mode")
-            .is_some_and(|r| r == "tunnel")
-            || s.config.get("tunnel-protocol").is_some();
+        let tunnel = s.config.get("routing-mode").is_some_and(|r| r == "tunnel")
+            || s.config.contains_key("tunnel-protocol");
         problems.push(if s.config.contains_key("mtu") {
             format!("{m}: the running MTU is not the lab's")
         } else if tunnel {
@@ -128,7 +131,13 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
             o
         }
     };
-    for key in ["kube-proxy-replacement", "ipam", "enable-gateway-api", "mtu", "routing-mode"] {
+    for key in [
+        "kube-proxy-replacement",
+        "ipam",
+        "enable-gateway-api",
+        "mtu",
+        "routing-mode",
+    ] {
         o = o.evidence(format!(
             "cilium-config {key}: {}",
             s.config.get(key).map(String::as_str).unwrap_or("(not set)")
@@ -137,11 +146,15 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     for key in ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"] {
         o = o.evidence(format!(
             "agent {key}: {}",
-            s.agent_env.get(key).map(String::as_str).unwrap_or("(not set)")
+            s.agent_env
+                .get(key)
+                .map(String::as_str)
+                .unwrap_or("(not set)")
         ));
     }
     if let Some((desired, ready)) = s.agent {
-        o = o.metric("cilium_agents_ready", ready as f64, "pods")
+        o = o
+            .metric("cilium_agents_ready", ready as f64, "pods")
             .metric("cilium_agents_desired", desired as f64, "pods");
     }
     Ok(o)

@@ -84,7 +84,11 @@ impl Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let (kube, ns, pods) = (self.kube.clone(), self.ns.clone(), std::mem::take(&mut self.pods));
+        let (kube, ns, pods) = (
+            self.kube.clone(),
+            self.ns.clone(),
+            std::mem::take(&mut self.pods),
+        );
         if let Ok(h) = tokio::runtime::Handle::try_current() {
             h.spawn(Cleanup::run(kube, ns, pods));
         }
@@ -92,21 +96,40 @@ impl Drop for Cleanup {
 }
 
 /// `GET …/pods/<from>:8080/proxy/dial?…`: what netexec in `from` got from `host:port`.
-async fn dial(kube: &KubeClient, ns: &str, from: &str, host: &str, port: u16) -> Result<String, String> {
+async fn dial(
+    kube: &KubeClient,
+    ns: &str,
+    from: &str,
+    host: &str,
+    port: u16,
+) -> Result<String, String> {
     let path = format!(
         "/api/v1/namespaces/{ns}/pods/{from}:{PORT}/proxy/dial?request=hostname&protocol=http&host={host}&port={port}&tries=1"
     );
     let r = kube.raw_get(&path).await.map_err(|e| e.to_string())?;
     if r.status != 200 {
-        return Err(format!("the API server's proxy to {from} answered {}: {}", r.status, r.body.trim()));
+        return Err(format!(
+            "the API server's proxy to {from} answered {}: {}",
+            r.status,
+            r.body.trim()
+        ));
     }
     let v: serde_json::Value =
         serde_json::from_str(&r.body).map_err(|e| format!("netexec answered {:?}: {e}", r.body))?;
-    match v["responses"].as_array().and_then(|a| a.first()).and_then(|x| x.as_str()) {
+    match v["responses"]
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(|x| x.as_str())
+    {
         Some(h) => Ok(h.to_string()),
         None => Err(v["errors"]
             .as_array()
-            .map(|e| e.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; "))
+            .map(|e| {
+                e.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
             .unwrap_or_else(|| r.body.trim().to_string())),
     }
 }
@@ -124,7 +147,10 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     if nodes.len() < 2 {
         return Ok(Outcome::new(
             Verdict::Fail,
-            format!("{} schedulable node(s): pod-to-pod across nodes cannot be tested", nodes.len()),
+            format!(
+                "{} schedulable node(s): pod-to-pod across nodes cannot be tested",
+                nodes.len()
+            ),
         ));
     }
     let ns = v.probe_namespace.clone();
@@ -174,17 +200,31 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     }), MANAGER)
     .await
     .map_err(|e| fail("creating the probe Service", e))?;
-    cx.events.observe(format!("created {} netexec pod(s) and Service {APP} in {ns}", pods.len()));
+    cx.events.observe(format!(
+        "created {} netexec pod(s) and Service {APP} in {ns}",
+        pods.len()
+    ));
 
     // Wait (watching) for every probe pod to run.
     let papi: Api<Pod> = Api::namespaced(kube.client(), &ns);
     let mut ips = Vec::new();
     for (pod, node) in &pods {
-        let waited = tokio::time::timeout(v.timeout, await_condition(papi.clone(), pod, conditions::is_pod_running())).await;
+        let waited = tokio::time::timeout(
+            v.timeout,
+            await_condition(papi.clone(), pod, conditions::is_pod_running()),
+        )
+        .await;
         let p = match waited {
             Ok(Ok(Some(p))) => p,
             _ => {
-                let phase = papi.get_opt(pod).await.ok().flatten().and_then(|p| p.status).and_then(|s| s.phase).unwrap_or_else(|| "missing".into());
+                let phase = papi
+                    .get_opt(pod)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|p| p.status)
+                    .and_then(|s| s.phase)
+                    .unwrap_or_else(|| "missing".into());
                 drop(guard);
                 return Ok(Outcome::new(Verdict::Fail, format!("probe pod {pod} on {node} is not running ({phase}) after {}", humantime::format_duration(v.timeout)))
                     .remediation("check that the node can pull the probe image (lab verify.probe_image) and that its CNI runs"));
@@ -220,18 +260,26 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
         let (to, to_node, ip) = &ips[*j];
         match dial(kube, &ns, from, ip, PORT).await {
             Ok(h) if h == *to => evidence.push(format!("{from_node} → {to_node}: {to} answered")),
-            Ok(h) => failures.push(format!("{from_node} → {to_node}: {ip} answered as {h}, not {to}")),
-            Err(e) => failures.push(format!("{from_node} → {to_node} ({from} → {to} at {ip}): {e}")),
+            Ok(h) => failures.push(format!(
+                "{from_node} → {to_node}: {ip} answered as {h}, not {to}"
+            )),
+            Err(e) => failures.push(format!(
+                "{from_node} → {to_node} ({from} → {to} at {ip}): {e}"
+            )),
         }
     }
     let (from, from_node, _) = &ips[0];
     let service_ok = match dial(kube, &ns, from, &cluster_ip, PORT).await {
         Ok(h) if ips.iter().any(|(p, _, _)| *p == h) => {
-            evidence.push(format!("{from_node} → Service {APP} ({cluster_ip}): {h} answered"));
+            evidence.push(format!(
+                "{from_node} → Service {APP} ({cluster_ip}): {h} answered"
+            ));
             true
         }
         Ok(h) => {
-            failures.push(format!("Service {APP} ({cluster_ip}) answered as {h}, not a probe pod"));
+            failures.push(format!(
+                "Service {APP} ({cluster_ip}) answered as {h}, not a probe pod"
+            ));
             false
         }
         Err(e) => {
@@ -258,6 +306,9 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     for e in evidence {
         o = o.evidence(e);
     }
-    Ok(o.metric("paths_ok", ok_pairs as f64, "paths")
-        .metric("paths_tested", (pairs.len() + 1) as f64, "paths"))
+    Ok(o.metric("paths_ok", ok_pairs as f64, "paths").metric(
+        "paths_tested",
+        (pairs.len() + 1) as f64,
+        "paths",
+    ))
 }

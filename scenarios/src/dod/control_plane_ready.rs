@@ -54,10 +54,9 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     let (nodes, held) = wait_role(cx, kube, true, want).await?;
 
     // Omni's view: the machines, and the control plane's conditions.
-    let mut omni = match omni_members(cx, "omni.sidero.dev/role-controlplane").await? {
-        Some(m) => Some(omni_problems(&m, want, "control-plane")),
-        None => None,
-    };
+    let mut omni = omni_members(cx, "omni.sidero.dev/role-controlplane")
+        .await?
+        .map(|m| omni_problems(&m, want, "control-plane"));
     let mut extra = Vec::new();
     if let (Some(problems), Some(o)) = (omni.as_mut(), cx.lab.omni.as_ref()) {
         let cluster = cx.lab.spec.template.cluster_name().unwrap_or_default();
@@ -122,14 +121,21 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
 
     let mut o = role_outcome("control-plane", want, &nodes, held, omni);
     match (&etcd, readyz_ok) {
-        (Some(line), true) => o = o.evidence(format!("/readyz?verbose: {line}, readyz check passed")),
+        (Some(line), true) => {
+            o = o.evidence(format!("/readyz?verbose: {line}, readyz check passed"))
+        }
         _ => {
-            let failed: Vec<&str> = readyz.body.lines().filter(|l| l.starts_with("[-]")).collect();
+            let failed: Vec<&str> = readyz
+                .body
+                .lines()
+                .filter(|l| l.starts_with("[-]"))
+                .collect();
             let msg = format!(
                 "the API server is not ready (/readyz answered {}): {}",
                 readyz.status,
                 if failed.is_empty() {
-                    etcd.clone().unwrap_or_else(|| "no etcd check listed".into())
+                    etcd.clone()
+                        .unwrap_or_else(|| "no etcd check listed".into())
                 } else {
                     failed.join(", ")
                 }
@@ -149,7 +155,11 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     if o.verdict == Verdict::Pass {
         o = quorum_per_host(cx, &nodes, o).await;
     }
-    Ok(o.metric("control_plane_nodes_ready", nodes.iter().filter(|n| super::ready(n)).count() as f64, "nodes"))
+    Ok(o.metric(
+        "control_plane_nodes_ready",
+        nodes.iter().filter(|n| super::ready(n)).count() as f64,
+        "nodes",
+    ))
 }
 
 /// Map each control-plane node to its VM (VM name = Talos hostname = node name) and Proxmox
@@ -160,7 +170,8 @@ async fn quorum_per_host(
     o: Outcome,
 ) -> Outcome {
     let Some(px) = cx.lab.proxmox.as_ref() else {
-        return o.evidence("Proxmox not connected in this run: control-plane placement not checked");
+        return o
+            .evidence("Proxmox not connected in this run: control-plane placement not checked");
     };
     let vms = match px.cluster_vms().await {
         Ok(v) => v,

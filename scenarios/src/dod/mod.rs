@@ -4,8 +4,8 @@
 //! that turns Ready a moment later passes instead of failing on the first look.
 
 pub mod all_nodes_ready;
-pub mod connectivity;
 pub mod cilium_healthy;
+pub mod connectivity;
 pub mod control_plane_ready;
 pub mod core_pods;
 pub mod workers_ready;
@@ -135,7 +135,10 @@ pub(crate) async fn wait_role(
 
 /// Omni's ClusterMachineStatus of every machine of the cluster with the given role label
 /// (`omni.sidero.dev/role-controlplane` or `-worker`); `None` when the run has no Omni.
-pub(crate) async fn omni_members(cx: &Context, role: &str) -> Result<Option<Vec<Resource>>, Outcome> {
+pub(crate) async fn omni_members(
+    cx: &Context,
+    role: &str,
+) -> Result<Option<Vec<Resource>>, Outcome> {
     let Some(omni) = cx.lab.omni.as_ref() else {
         return Ok(None);
     };
@@ -167,7 +170,10 @@ pub(crate) fn omni_problems(members: &[Resource], want: usize, what: &str) -> Ve
             .label("omni.sidero.dev/node-name")
             .unwrap_or_else(|| m.metadata.id.clone());
         if m.spec["ready"] != true {
-            p.push(format!("Omni: machine {} ({node}) is not ready", m.metadata.id));
+            p.push(format!(
+                "Omni: machine {} ({node}) is not ready",
+                m.metadata.id
+            ));
         }
         if m.spec["stage"] != 4 {
             p.push(format!(
@@ -224,7 +230,11 @@ pub(crate) fn role_outcome(
             format!(
                 "{}: {}",
                 name(n),
-                if ready(n) { "Ready".into() } else { why_not_ready(n) }
+                if ready(n) {
+                    "Ready".into()
+                } else {
+                    why_not_ready(n)
+                }
             )
         })
         .collect();
