@@ -11,7 +11,11 @@ use harness::scenario::{Context, Outcome};
 /// Steps change the lab: they run only with `--yes` (or against the built-in twin).
 #[allow(clippy::result_large_err)]
 pub(crate) fn may_change(cx: &Context) -> Result<(), Outcome> {
-    if cx.lab.allow_changes {
+    if cx.lab.dry_run {
+        Err(Outcome::skip(
+            "dry run: this step would change the lab, so it sends nothing",
+        ))
+    } else if cx.lab.allow_changes {
         Ok(())
     } else {
         Err(Outcome::skip(
