@@ -464,10 +464,10 @@ async fn run_lab(
         keep_going: a.keep_going,
     };
     runner::run(Arc::new(lab), selected, &bus, &opts, interrupted()).await;
-    let mut record = recorder.record();
-    let code = runner::exit_code(&record, a.strict);
+    let code = runner::exit_code(&recorder.record(), a.strict);
     bus.emit(EventKind::RunFinished { exit_code: code });
-    record.exit_code = code;
+    // Taken after RunFinished, so result.json and a re-render from events.jsonl agree.
+    let record = recorder.record();
     harness::report::write_all(&out, &record)
         .with_context(|| format!("writing reports to {}", out.display()))?;
     println!(

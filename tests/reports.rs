@@ -325,7 +325,13 @@ fn report_rerenders_every_report_from_result_json_and_events() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     for (f, b) in REPORTS.iter().zip(&before) {
         let after = std::fs::read(out.join(f)).unwrap_or_else(|_| panic!("{f} not re-rendered"));
-        assert!(after == *b, "{f} differs after re-rendering");
+        let (a, b) = (String::from_utf8_lossy(&after), String::from_utf8_lossy(b));
+        let first = a
+            .lines()
+            .zip(b.lines())
+            .find(|(x, y)| x != y)
+            .map(|(x, y)| format!("re-rendered {x:?}, written {y:?}"));
+        assert!(a == b, "{f} differs after re-rendering: {first:?}");
     }
 }
 
