@@ -217,6 +217,10 @@ impl World {
     /// statuses — RUNNING and ready once every requested machine is connected.
     fn update_cluster_status(&self, cluster: &str) {
         use crate::omni::{LABEL_CLUSTER, LABEL_MACHINE_SET};
+        // Machines connect concurrently: reading the members and writing the statuses is one
+        // step, or a stale count written last would win (Omni's controllers run serially).
+        static STATUS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _serial = STATUS.lock().unwrap_or_else(|p| p.into_inner());
         let prefix = format!("{cluster}-");
         let sets: Vec<Resource> = self
             .omni
