@@ -60,6 +60,11 @@ enum TwinCommand {
         /// Switch on a fault (repeatable).
         #[arg(long = "fault", value_name = "NAME", value_parser = parse_fault)]
         faults: Vec<Fault>,
+        /// The cluster's size: `CP+W` (e.g. `3+197`) or a node count (3 control planes, the
+        /// rest workers). Other sizes than the seed's 3+2 get a generated template and as many
+        /// 512 GiB hosts as their VMs need.
+        #[arg(long, value_name = "CP+W|N", default_value = "3+2", value_parser = twin::TwinSize::parse)]
+        size: twin::TwinSize,
     },
     /// List the twin's faults and the scenario that must catch each.
     Faults,
@@ -144,7 +149,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => run(a, &[Phase::Verify], "verify"),
         Command::Chaos(a) => run(a, &[Phase::Chaos], "chaos"),
         Command::Run(a) => run(a, &Phase::ALL, "run"),
-        Command::Twin(TwinCommand::Serve { faults }) => twin_serve(faults),
+        Command::Twin(TwinCommand::Serve { faults, size }) => twin_serve(faults, size),
         Command::Twin(TwinCommand::Faults) => twin_faults(),
         Command::Report { dir } => report(&dir),
         // Synchronous by design: the shim must not run inside an async runtime.
@@ -488,9 +493,13 @@ async fn run_lab(
     Ok(code)
 }
 
-fn twin_serve(faults: Vec<Fault>) -> i32 {
+fn twin_serve(faults: Vec<Fault>, size: twin::TwinSize) -> i32 {
     runtime().block_on(async move {
-        let t = match twin::Twin::start(twin_options(faults)).await {
+        let opts = twin::TwinOptions {
+            size,
+            ..twin_options(faults)
+        };
+        let t = match twin::Twin::start(opts).await {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -505,6 +514,11 @@ fn twin_serve(faults: Vec<Fault>) -> i32 {
         );
         println!("DNS LAN view:  {}", t.dns.lan_addr());
         println!("DNS public:    {}", t.dns.public_addr());
+        println!(
+            "cluster:       {size} ({} nodes on {} Proxmox hosts)",
+            size.nodes(),
+            t.proxmox.host_count()
+        );
         if !t.faults.is_empty() {
             println!(
                 "faults:        {}",

@@ -200,7 +200,14 @@ impl Lab {
                 .public_view
                 .map(|a| crate::dns::DnsClient::new(a, DNS_TIMEOUT));
         }
-        if opts.needs.contains(&Need::Omni) {
+        // Without a kubeconfig in the lab, the cluster's API is reached through a service
+        // account kubeconfig that Omni hands out: a run needing Kube needs Omni too.
+        let kube_via_omni = opts.needs.contains(&Need::Kube)
+            && !matches!(
+                lab.spec.lab.kubernetes,
+                crate::model::lab::Kubernetes::Kubeconfig { .. }
+            );
+        if opts.needs.contains(&Need::Omni) || kube_via_omni {
             lab.omni = Some(crate::omni::OmniClient::new(
                 &lab.spec.lab.omni,
                 OMNI_TIMEOUT,

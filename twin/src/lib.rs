@@ -42,6 +42,10 @@ pub struct TwinOptions {
     /// The clusterproof binary: the twin's lab runs `<exe> twin cilium …` (and `… omnictl …`)
     /// through wrapper scripts as its `cilium` (and `omnictl`) CLI. `None`: no CLIs.
     pub exe: Option<PathBuf>,
+    /// How many control planes and workers the twin's template asks for. The seed's 3 + 2
+    /// keep the bundled inventory (three 64 GiB hosts); any other size gets a generated
+    /// template and as many 512 GiB hosts as its VMs need ([`TwinSize::hosts`]).
+    pub size: TwinSize,
 }
 
 impl Default for TwinOptions {
@@ -50,8 +54,110 @@ impl Default for TwinOptions {
             faults: Vec::new(),
             time_scale: 0.01,
             exe: None,
+            size: TwinSize::SEED,
         }
     }
+}
+
+/// The twin cluster's size: ControlPlane and Workers sizes of its template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TwinSize {
+    pub control_planes: u32,
+    pub workers: u32,
+}
+
+/// Memory of the seed's machine classes (`fixtures/seed/machine-classes/*.yaml`,
+/// `providerdata.memory` in MiB), and their boot disks (GiB).
+const CONTROL_PLANE_MIB: u64 = 8192;
+const WORKER_MIB: u64 = 16384;
+const WORKER_DISK_GIB: u64 = 100;
+/// A generated host: a 512 GiB Proxmox node.
+const SIZED_HOST_MEMORY: u64 = 512 << 30;
+
+impl TwinSize {
+    /// The seed lab's 3 control planes and 2 workers.
+    pub const SEED: TwinSize = TwinSize {
+        control_planes: 3,
+        workers: 2,
+    };
+
+    /// `3+2`, `5+195`, or a total `200` (3 control planes, the rest workers; 1 control plane
+    /// below 3 nodes).
+    pub fn parse(s: &str) -> Result<TwinSize, String> {
+        let num = |t: &str| {
+            t.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("{t:?} is not a number of nodes"))
+        };
+        let size = match s.split_once('+') {
+            Some((cp, w)) => TwinSize {
+                control_planes: num(cp)?,
+                workers: num(w)?,
+            },
+            None => {
+                let total = num(s)?;
+                let cp = if total >= 3 { 3 } else { 1 };
+                TwinSize {
+                    control_planes: cp,
+                    workers: total.saturating_sub(cp),
+                }
+            }
+        };
+        if size.control_planes == 0 {
+            return Err(format!("{s:?}: a cluster needs at least one control plane"));
+        }
+        Ok(size)
+    }
+
+    pub fn nodes(self) -> u32 {
+        self.control_planes + self.workers
+    }
+
+    /// Hosts a sized twin gets: enough 512 GiB hosts for every VM with a quarter to spare
+    /// (the provider spreads by free memory, so the last host is never filled), at least 3.
+    pub fn hosts(self) -> usize {
+        let need = u64::from(self.control_planes) * CONTROL_PLANE_MIB
+            + u64::from(self.workers) * WORKER_MIB;
+        let per_host = (SIZED_HOST_MEMORY >> 20) * 7 / 10;
+        (need.saturating_mul(5) / 4).div_ceil(per_host).max(3) as usize
+    }
+
+    /// The bundled inventory grown for this size; `None` for the seed size.
+    fn inventory(self) -> Option<proxmox::HostSizing> {
+        (self != TwinSize::SEED).then(|| proxmox::HostSizing {
+            hosts: self.hosts(),
+            host_memory: SIZED_HOST_MEMORY,
+            shared_storage: (u64::from(self.workers) * WORKER_DISK_GIB << 30) * 3 / 2,
+        })
+    }
+}
+
+impl std::fmt::Display for TwinSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}+{}", self.control_planes, self.workers)
+    }
+}
+
+/// The seed template with its ControlPlane and Workers sizes replaced.
+fn sized_template(seed: &str, size: TwinSize) -> String {
+    let mut out = String::with_capacity(seed.len());
+    let mut kind = "";
+    for line in seed.split_inclusive('\n') {
+        let t = line.trim();
+        if let Some(k) = t.strip_prefix("kind:") {
+            kind = match k.trim() {
+                "ControlPlane" => "cp",
+                "Workers" => "w",
+                _ => "",
+            };
+        }
+        match (kind, t.strip_prefix("size:")) {
+            ("cp", Some(_)) => out.push_str(&line.replace(t, &format!("size: {}", size.control_planes))),
+            ("w", Some(_)) => out.push_str(&line.replace(t, &format!("size: {}", size.workers))),
+            _ => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// Addresses of the twin's world. Omni's LAN and public (Tailscale) addresses are data in
@@ -84,7 +190,10 @@ impl Twin {
         let secret = token_secret();
         let proxmox = Arc::new(
             proxmox::ProxmoxTwin::start(proxmox::ProxmoxSpec {
-                inventory: proxmox::default_inventory(),
+                inventory: match opts.size.inventory() {
+                    Some(sizing) => proxmox::InventorySource::Sized(sizing),
+                    None => proxmox::default_inventory(),
+                },
                 token_id: TOKEN_ID.into(),
                 token_secret: secret.clone(),
                 faults: opts.faults.clone(),
@@ -177,8 +286,19 @@ impl Twin {
             ),
             None => (PathBuf::from("omnictl"), PathBuf::from("cilium")),
         };
+        // A sized twin's template: the seed's with the sizes asked for.
+        let mut template = fixtures.seed("clusters/talos-prod-01.yaml");
+        if opts.size != TwinSize::SEED {
+            let seed = std::fs::read_to_string(&template)
+                .map_err(|e| TwinError::Io("read the bundled template".into(), e))?;
+            let sized = dir.path().join("talos-prod-01.yaml");
+            std::fs::write(&sized, sized_template(&seed, opts.size))
+                .map_err(|e| TwinError::Io("write the sized template".into(), e))?;
+            template = sized;
+        }
         let lab = dir.path().join("lab.toml");
         let files = LabFiles {
+            template: &template,
             fixtures: &fixtures,
             secret: &secret_file,
             key: &key_file,
@@ -271,6 +391,7 @@ fn wrapper(
 
 /// Files the twin's lab file names.
 struct LabFiles<'a> {
+    template: &'a Path,
     fixtures: &'a bundle::Fixtures,
     secret: &'a Path,
     key: &'a Path,
@@ -356,7 +477,7 @@ pending_bound = "{pending_bound}"
         lan_ip = d.lan_addr().ip(),
         lan = d.lan_addr(),
         public = d.public_addr(),
-        template = q(&f.fixtures.seed("clusters/talos-prod-01.yaml")),
+        template = q(f.template),
         cp = q(&f.fixtures.seed("machine-classes/matrix-control-plane.yaml")),
         w = q(&f.fixtures.seed("machine-classes/matrix-worker.yaml")),
         budget = budget,
@@ -399,4 +520,54 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
         o.mode(0o600);
     }
     o.open(path)?.write_all(content.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_as_cp_plus_workers_or_a_total() {
+        assert_eq!(TwinSize::parse("3+2"), Ok(TwinSize::SEED));
+        assert_eq!(
+            TwinSize::parse("200"),
+            Ok(TwinSize {
+                control_planes: 3,
+                workers: 197
+            })
+        );
+        assert_eq!(
+            TwinSize::parse("1"),
+            Ok(TwinSize {
+                control_planes: 1,
+                workers: 0
+            })
+        );
+        assert!(TwinSize::parse("0+5").unwrap_err().contains("control plane"));
+        assert!(TwinSize::parse("many").unwrap_err().contains("not a number"));
+    }
+
+    #[test]
+    fn a_sized_template_changes_only_the_two_sizes() {
+        let seed = "kind: Cluster\nname: c\n---\nkind: ControlPlane\nmachineClass:\n  name: cp\n  size: 3\n---\nkind: Workers\nmachineClass:\n  name: w\n  size: 2\n";
+        let sized = sized_template(
+            seed,
+            TwinSize {
+                control_planes: 5,
+                workers: 195,
+            },
+        );
+        assert_eq!(sized, seed.replace("size: 3", "size: 5").replace("size: 2", "size: 195"));
+    }
+
+    #[test]
+    fn hosts_grow_with_the_cluster() {
+        assert_eq!(TwinSize::parse("5").unwrap().hosts(), 3);
+        let h200 = TwinSize::parse("200").unwrap().hosts();
+        let h500 = TwinSize::parse("500").unwrap().hosts();
+        assert!(h200 > 3 && h500 > h200, "{h200} {h500}");
+        // Every VM fits in 70 % of the hosts' memory.
+        let need = (3 * CONTROL_PLANE_MIB + 497 * WORKER_MIB) << 20;
+        assert!(h500 as u64 * SIZED_HOST_MEMORY * 7 / 10 >= need);
+    }
 }

@@ -82,12 +82,15 @@ impl Resolvers {
         } else {
             self.public
         };
-        DnsClient::new(server, Duration::from_secs(1))
-            .lookup(name)
-            .await
-            .ok()?
-            .into_iter()
-            .next()
+        // A booting machine keeps asking until it gets an answer (a lost UDP datagram is
+        // retried, as any resolver does); a wrong answer is an answer.
+        let client = DnsClient::new(server, Duration::from_secs(1));
+        for _ in 0..5 {
+            if let Ok(answer) = client.lookup(name).await {
+                return answer.into_iter().next();
+            }
+        }
+        None
     }
 }
 

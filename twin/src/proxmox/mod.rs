@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use requests::{ProxmoxRequestCounts, RequestKey};
-pub use state::{CreatedVm, Inventory, InventorySource, VmPower, VmRequest};
+pub use state::{CreatedVm, HostSizing, Inventory, InventorySource, VmPower, VmRequest};
 
 use crate::TwinError;
 use crate::faults::Fault;
@@ -160,6 +160,11 @@ impl ProxmoxTwin {
     }
 
     /// Power state of a VM, after applying finished tasks.
+    /// How many Proxmox hosts the inventory has.
+    pub fn host_count(&self) -> usize {
+        lock(&self.state).host_count()
+    }
+
     pub fn vm_power(&self, vmid: u32) -> Option<VmPower> {
         let mut s = lock(&self.state);
         s.tick();

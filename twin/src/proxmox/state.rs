@@ -39,11 +39,37 @@ pub enum InventorySource {
     Bundled,
     /// A directory of the same layout.
     Dir(PathBuf),
+    /// The bundled inventory grown to more hosts (a sized twin): see [`HostSizing`].
+    Sized(HostSizing),
+}
+
+/// How a sized twin's host inventory grows from the bundled one: every host (the bundled
+/// ones and the added ones, which copy the first host's bodies) gets `host_memory` bytes,
+/// and the shared storages get at least `shared_storage` bytes free.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSizing {
+    pub hosts: usize,
+    pub host_memory: u64,
+    pub shared_storage: u64,
+}
+
+/// Names of added hosts: the seed's hosts are foxtrot, golf and hotel; the phonetic alphabet
+/// goes on, then `pve27`, `pve28`, ….
+fn host_name(i: usize) -> String {
+    const NATO: [&str; 26] = [
+        "alfa", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+        "juliett", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo",
+        "sierra", "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu",
+    ];
+    NATO.get(i + 5)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| format!("pve{}", i + 6))
 }
 
 fn data(src: &InventorySource, rel: &str) -> Result<Value, TwinError> {
     let (path, text): (PathBuf, Vec<u8>) = match src {
-        InventorySource::Bundled => {
+        // A sized inventory grows from the bundled bodies.
+        InventorySource::Bundled | InventorySource::Sized(_) => {
             let path = Path::new("fixtures/twin/proxmox").join(rel);
             let text =
                 crate::bundle::file(&format!("fixtures/twin/proxmox/{rel}")).ok_or_else(|| {
@@ -81,6 +107,11 @@ fn list(v: Value, what: &str) -> Result<Vec<Value>, TwinError> {
 
 impl Inventory {
     pub fn load(dir: &InventorySource) -> Result<Self, TwinError> {
+        if let InventorySource::Sized(sizing) = dir {
+            let mut inv = Inventory::load(&InventorySource::Bundled)?;
+            inv.grow(sizing)?;
+            return Ok(inv);
+        }
         let nodes = list(data(dir, "nodes.json")?, "nodes.json")?;
         let mut per_node = BTreeMap::new();
         for n in &nodes {
@@ -125,6 +156,101 @@ impl Inventory {
             )?,
             per_node,
         })
+    }
+}
+
+impl Inventory {
+    /// Grow to `sizing.hosts` hosts (never fewer than there are), each with
+    /// `sizing.host_memory` bytes of RAM, and the shared storages to `sizing.shared_storage`
+    /// bytes free. An added host answers like the first one, under its own name, with no VMs.
+    fn grow(&mut self, sizing: &HostSizing) -> Result<(), TwinError> {
+        let first = self
+            .nodes
+            .first()
+            .cloned()
+            .ok_or_else(|| TwinError::Inventory("nodes.json: no host to copy".into()))?;
+        let first_name = first["node"].as_str().unwrap_or_default().to_string();
+        let pattern = self
+            .per_node
+            .get(&first_name)
+            .ok_or_else(|| TwinError::Inventory(format!("nodes/{first_name}: missing")))?;
+        let pattern = NodeFiles {
+            status: pattern.status.clone(),
+            dns: pattern.dns.clone(),
+            storage: pattern.storage.clone(),
+            qemu: Vec::new(),
+            configs: BTreeMap::new(),
+        };
+        let pattern_status = self
+            .cluster_status
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["type"] == "node").cloned())
+            .unwrap_or_else(|| json!({"type": "node"}));
+        for i in self.nodes.len()..sizing.hosts {
+            let name = host_name(i);
+            let mut item = first.clone();
+            item["node"] = json!(name);
+            item["id"] = json!(format!("node/{name}"));
+            self.nodes.push(item);
+            self.per_node.insert(
+                name.clone(),
+                NodeFiles {
+                    status: pattern.status.clone(),
+                    dns: pattern.dns.clone(),
+                    storage: pattern.storage.clone(),
+                    qemu: Vec::new(),
+                    configs: BTreeMap::new(),
+                },
+            );
+            if let Some(a) = self.cluster_status.as_array_mut() {
+                let mut e = pattern_status.clone();
+                e["id"] = json!(format!("node/{name}"));
+                e["name"] = json!(name);
+                e["nodeid"] = json!(i + 1);
+                e["local"] = json!(0);
+                e["ip"] = json!(format!("192.168.3.{}", 11 + i));
+                a.push(e);
+            }
+        }
+        let hosts = self.nodes.len();
+        if let Some(c) = self
+            .cluster_status
+            .as_array_mut()
+            .and_then(|a| a.iter_mut().find(|e| e["type"] == "cluster"))
+        {
+            c["nodes"] = json!(hosts);
+        }
+        for item in &mut self.nodes {
+            item["maxmem"] = json!(sizing.host_memory);
+        }
+        for files in self.per_node.values_mut() {
+            let used = files.status["memory"]["used"].as_u64().unwrap_or(0);
+            files.status["memory"]["total"] = json!(sizing.host_memory);
+            files.status["memory"]["free"] = json!(sizing.host_memory.saturating_sub(used));
+            for s in files.storage.iter_mut().filter(|s| s["shared"] == 1) {
+                grow_storage(s, sizing.shared_storage);
+            }
+        }
+        for s in self.storage.iter_mut().filter(|s| s["shared"] == 1) {
+            grow_storage(s, sizing.shared_storage);
+        }
+        Ok(())
+    }
+}
+
+/// A storage status with at least `avail` bytes free (total grown by the difference).
+fn grow_storage(s: &mut Value, avail: u64) {
+    let Some(have) = s["avail"].as_u64() else {
+        return;
+    };
+    if have >= avail {
+        return;
+    }
+    let total = s["total"].as_u64().unwrap_or(0) + (avail - have);
+    s["avail"] = json!(avail);
+    s["total"] = json!(total);
+    if let Some(used) = s["used"].as_u64() {
+        s["used_fraction"] = json!(used as f64 / total.max(1) as f64);
     }
 }
 
@@ -349,6 +475,10 @@ impl State {
         if let Some(h) = self.hosts.get_mut(node) {
             h.online = online;
         }
+    }
+
+    pub fn host_count(&self) -> usize {
+        self.hosts.len()
     }
 
     pub fn vm_power(&self, vmid: u32) -> Option<VmPower> {
