@@ -82,7 +82,16 @@ async fn verify_footprint(size: twin::TwinSize) -> Footprint {
     for (k, n) in &after.by_key {
         let was = before.by_key.get(k).copied().unwrap_or(0);
         if *n > was {
-            let key = format!("{} {}{}", k.verb, k.resource, if k.subresource.is_empty() { String::new() } else { format!("/{}", k.subresource) });
+            let key = format!(
+                "{} {}{}",
+                k.verb,
+                k.resource,
+                if k.subresource.is_empty() {
+                    String::new()
+                } else {
+                    format!("/{}", k.subresource)
+                }
+            );
             *by_resource.entry(key).or_insert(0) += n - was;
         }
     }
@@ -108,7 +117,10 @@ async fn verify_sends_as_many_requests_for_200_nodes_as_for_5() {
             f.nodes, f.hosts, f.requests, f.wall, f.by_resource
         );
     }
-    assert!(large.hosts > small.hosts, "the 200-node twin has more hosts");
+    assert!(
+        large.hosts > small.hosts,
+        "the 200-node twin has more hosts"
+    );
     let (s, l) = (small.requests as f64, large.requests as f64);
     assert!(
         (l - s).abs() <= s * 0.10,

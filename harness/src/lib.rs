@@ -3,6 +3,7 @@
 //! the CLI in the `clusterproof` binary.
 
 pub mod catalog;
+pub mod chaos;
 pub mod cilium;
 pub mod dns;
 pub mod events;

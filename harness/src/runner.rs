@@ -5,6 +5,8 @@
 //! ends the run early, recording what did not finish, so reports are always complete.
 
 use std::future::Future;
+
+use futures::FutureExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -211,7 +213,33 @@ pub async fn run(
     }
     let mut results = Vec::new();
     let mut stop_reason: Option<String> = None;
+    // A chaos experiment left unfinished (its journal in the state directory): nothing that
+    // could touch the lab runs until `chaos recover` has finished it.
+    if scenarios.iter().any(|s| s.phase() != Phase::Preflight) {
+        let state = &lab.spec.lab.state_dir;
+        let refusal = match crate::chaos::journal::Journal::load(state) {
+            Ok(None) => None,
+            Ok(Some(j)) => Some(crate::chaos::journal::refusal(
+                &j,
+                state,
+                &lab.spec.lab.path,
+            )),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = refusal {
+            bus.emit(EventKind::Notice {
+                message: format!("refusing to run: {why}"),
+            });
+            for s in &scenarios {
+                results.push(finish(bus, &**s, Outcome::error(format!("refused: {why}")).remediation(
+                    "run `clusterproof chaos recover --lab <lab file>`, which restores the VM the journal names, then run again",
+                )));
+            }
+            return results;
+        }
+    }
     let mut interrupted = false;
+    let cancel = crate::scenario::Cancel::default();
     tokio::pin!(interrupt);
     for phase in Phase::ALL {
         let in_phase: Vec<_> = scenarios
@@ -301,12 +329,16 @@ pub async fn run(
                 let cx = Context {
                     lab: Arc::clone(&lab),
                     events: bus.emitter(s.id()),
+                    cancel: cancel.clone(),
                 };
-                let timeout = opts.scenario_timeout;
+                let timeout = s
+                    .timeout(&lab)
+                    .map_or(opts.scenario_timeout, |t| t.max(opts.scenario_timeout));
                 let task_s = Arc::clone(&s);
+                let task_cx = cx.clone();
                 let handle = tokio::spawn(async move {
                     let start = Instant::now();
-                    let out = match tokio::time::timeout(timeout, task_s.run(&cx)).await {
+                    let out = match tokio::time::timeout(timeout, task_s.run(&task_cx)).await {
                         Ok(o) => o,
                         Err(_) => Outcome::error(format!(
                             "did not finish within {}",
@@ -315,10 +347,10 @@ pub async fn run(
                     };
                     (out, start.elapsed())
                 });
-                pending.push((s, handle, Instant::now()));
+                pending.push((s, handle, Instant::now(), cx));
             }
-            for (s, mut handle, started) in pending {
-                let joined = if interrupted {
+            for (s, mut handle, started, cx) in pending {
+                let mut joined = if interrupted {
                     None
                 } else {
                     tokio::select! {
@@ -327,17 +359,32 @@ pub async fn run(
                             bus.emit(EventKind::RunInterrupted { reason: reason.clone() });
                             stop_reason = Some(format!("run interrupted ({reason})"));
                             interrupted = true;
+                            cancel.cancel(&reason);
                             None
                         }
                     }
                 };
                 if joined.is_none() {
-                    // Interrupted: what is still running gets no more time.
-                    handle.abort();
+                    // Interrupted: the scenario may end with what it observed, briefly; then it
+                    // gets no more time (its restore stage still runs, below).
+                    match tokio::time::timeout(CANCEL_GRACE, &mut handle).await {
+                        Ok(r) => joined = Some(r),
+                        Err(_) => handle.abort(),
+                    }
                 }
                 let outcome = match joined {
                     Some(Ok((mut o, took))) => {
                         o.duration = took;
+                        if let Some(reason) = cancel.reason()
+                            && o.verdict != Verdict::Error
+                        {
+                            o.evidence.push(format!(
+                                "verdict before the interrupt: {}: {}",
+                                o.verdict, o.message
+                            ));
+                            o.verdict = Verdict::Error;
+                            o.message = format!("run interrupted ({reason})");
+                        }
                         o
                     }
                     Some(Err(e)) if e.is_panic() => {
@@ -356,6 +403,7 @@ pub async fn run(
                         o
                     }
                 };
+                let outcome = restore_stage(&*s, &cx, outcome).await;
                 phase_failed |= matches!(outcome.verdict, Verdict::Fail | Verdict::Error);
                 finished.push(s.id());
                 if matches!(outcome.verdict, Verdict::Pass | Verdict::Warn) {
@@ -369,6 +417,56 @@ pub async fn run(
         }
     }
     results
+}
+
+/// How long an interrupted scenario may take to end by itself before it is aborted.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// Run the scenario's restore stage, if it has one, in a task of its own (a panic in it is an
+/// error, not a lost restore) with its own deadline, and fold what it did into `outcome`.
+async fn restore_stage(s: &dyn Scenario, cx: &Context, mut outcome: Outcome) -> Outcome {
+    let Some((deadline, fut)) = s.restore(cx) else {
+        return outcome;
+    };
+    // The stage borrows the scenario and the context, so it runs here, to completion or its
+    // deadline; a panic in it is caught and reported rather than unwinding the runner.
+    let started = Instant::now();
+    let result =
+        tokio::time::timeout(deadline, std::panic::AssertUnwindSafe(fut).catch_unwind()).await;
+    let took = started.elapsed();
+    match result {
+        Ok(Ok(Ok(lines))) => {
+            outcome.evidence.extend(lines);
+        }
+        Ok(Ok(Err(why))) => {
+            restore_failed(&mut outcome, &why);
+        }
+        Ok(Err(p)) => restore_failed(
+            &mut outcome,
+            &format!("the restore stage panicked: {}", panic_text(p)),
+        ),
+        Err(_) => restore_failed(
+            &mut outcome,
+            &format!(
+                "the restore stage did not finish within {}",
+                humantime::format_duration(deadline)
+            ),
+        ),
+    }
+    outcome.duration += took;
+    outcome
+}
+
+fn restore_failed(outcome: &mut Outcome, why: &str) {
+    outcome.evidence.push(format!(
+        "verdict before the restore stage: {}: {}",
+        outcome.verdict, outcome.message
+    ));
+    outcome.verdict = Verdict::Error;
+    outcome.message = format!("the lab may still be changed: {why}");
+    outcome.remediation = Some(
+        "run `clusterproof chaos recover --lab <lab file>`: it finishes what the journal in the state directory says is left to undo".into(),
+    );
 }
 
 fn finish(bus: &EventBus, s: &dyn Scenario, outcome: Outcome) -> ScenarioRecord {

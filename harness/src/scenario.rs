@@ -106,6 +106,68 @@ pub trait Scenario: Send + Sync {
     fn needs(&self) -> &'static [Need] {
         self.meta().needs
     }
+
+    /// How long this scenario may run, when the run's default is not enough (chaos: its
+    /// lab timeouts added up). The runner takes the longer of the two.
+    fn timeout(&self, _lab: &Lab) -> Option<Duration> {
+        None
+    }
+
+    /// The restore stage: what undoes this scenario's changes to the lab. The runner runs it
+    /// after [`Scenario::run`] ends on every path — pass, fail, error, timeout, interrupt
+    /// (Ctrl-C, SIGTERM), panic — in a task of its own, with its own deadline. `None`:
+    /// nothing to restore.
+    fn restore<'a>(&'a self, _cx: &'a Context) -> Option<(Duration, BoxFuture<'a, Restored>)> {
+        None
+    }
+}
+
+/// What a restore stage did: evidence lines, or why the lab may still be changed (the
+/// scenario's verdict becomes an error naming it).
+pub type Restored = Result<Vec<String>, String>;
+
+/// Tells a running scenario to stop: set by the runner on an interrupt, before the restore
+/// stage. A scenario that selects on [`Cancel::cancelled`] ends with what it has observed.
+#[derive(Clone)]
+pub struct Cancel {
+    tx: Arc<tokio::sync::watch::Sender<Option<String>>>,
+}
+
+impl Default for Cancel {
+    fn default() -> Self {
+        Cancel {
+            tx: Arc::new(tokio::sync::watch::channel(None).0),
+        }
+    }
+}
+
+impl Cancel {
+    pub fn cancel(&self, reason: &str) {
+        self.tx.send_if_modified(|r| {
+            if r.is_none() {
+                *r = Some(reason.to_string());
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Why the run was cancelled, if it was.
+    pub fn reason(&self) -> Option<String> {
+        self.tx.borrow().clone()
+    }
+
+    /// Resolves with the reason once cancelled.
+    pub async fn cancelled(&self) -> String {
+        let mut rx = self.tx.subscribe();
+        let reason = rx.wait_for(|r| r.is_some()).await.map(|r| r.clone());
+        match reason {
+            Ok(r) => r.unwrap_or_default(),
+            // The sender lives as long as `self`.
+            Err(_) => std::future::pending().await,
+        }
+    }
 }
 
 /// The connected lab: parsed inputs plus the drivers this run may use. Drivers that are
@@ -326,10 +388,13 @@ fn private_file(
     Ok(f.into_temp_path())
 }
 
-/// What a running scenario gets: the lab and a way to record observations.
+/// What a running scenario gets: the lab, a way to record observations, and the run's
+/// cancellation.
+#[derive(Clone)]
 pub struct Context {
     pub lab: Arc<Lab>,
     pub events: Emitter,
+    pub cancel: Cancel,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

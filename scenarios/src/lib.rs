@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use harness::scenario::Scenario;
 
+pub mod chaos;
 pub mod dod;
 pub mod preflight;
 pub mod provision;
@@ -29,6 +30,7 @@ pub fn catalog() -> Vec<Arc<dyn Scenario>> {
         Arc::new(dod::cilium_healthy::CiliumHealthy),
         Arc::new(dod::core_pods::CorePods),
         Arc::new(dod::connectivity::Connectivity),
+        Arc::new(chaos::node_failure::NodeFailure),
     ]
 }
 

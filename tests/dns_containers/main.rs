@@ -309,6 +309,7 @@ async fn preflight_dns(path: &std::path::Path) -> Result<Outcome, String> {
     let cx = Context {
         lab: Arc::new(lab),
         events: EventBus::new().emitter(scenario.id()),
+        cancel: Default::default(),
     };
     Ok(scenario.run(&cx).await)
 }

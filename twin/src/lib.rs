@@ -152,7 +152,9 @@ fn sized_template(seed: &str, size: TwinSize) -> String {
             };
         }
         match (kind, t.strip_prefix("size:")) {
-            ("cp", Some(_)) => out.push_str(&line.replace(t, &format!("size: {}", size.control_planes))),
+            ("cp", Some(_)) => {
+                out.push_str(&line.replace(t, &format!("size: {}", size.control_planes)))
+            }
             ("w", Some(_)) => out.push_str(&line.replace(t, &format!("size: {}", size.workers))),
             _ => out.push_str(line),
         }
@@ -543,8 +545,16 @@ mod tests {
                 workers: 0
             })
         );
-        assert!(TwinSize::parse("0+5").unwrap_err().contains("control plane"));
-        assert!(TwinSize::parse("many").unwrap_err().contains("not a number"));
+        assert!(
+            TwinSize::parse("0+5")
+                .unwrap_err()
+                .contains("control plane")
+        );
+        assert!(
+            TwinSize::parse("many")
+                .unwrap_err()
+                .contains("not a number")
+        );
     }
 
     #[test]
@@ -557,7 +567,11 @@ mod tests {
                 workers: 195,
             },
         );
-        assert_eq!(sized, seed.replace("size: 3", "size: 5").replace("size: 2", "size: 195"));
+        assert_eq!(
+            sized,
+            seed.replace("size: 3", "size: 5")
+                .replace("size: 2", "size: 195")
+        );
     }
 
     #[test]

@@ -187,7 +187,60 @@ pub struct Chaos {
     /// What to do with a victim VM that Proxmox HA manages.
     pub ha_managed: HaPolicy,
     pub detect_timeout: Duration,
+    /// How long the victim stays down waiting for its pods to be replaced elsewhere (the
+    /// node grace plus the 300 s toleration, with room); then the VM is restored anyway.
+    pub reschedule_timeout: Duration,
     pub recovery_timeout: Duration,
+    /// The restore stage's own deadline (starting the VM again, retries included).
+    pub restore_timeout: Duration,
+    /// How often the API server and the canary are probed during the experiment.
+    pub probe_interval: Duration,
+    /// `leaseDurationSeconds` of the cluster-wide chaos lock: a dead holder's lock expires
+    /// after this long.
+    pub lock_lease: Duration,
+    /// Victim choice for `worker`/`control-plane` targets; `None`: a fresh seed per run
+    /// (printed, so a run can be replayed with `--seed`).
+    pub seed: Option<u64>,
+    pub slo: Slo,
+}
+
+/// The service levels a chaos run is judged by, in percent of successful probes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Slo {
+    /// API availability while a worker is down.
+    pub api_worker: f64,
+    /// API availability while a control plane is down.
+    pub api_control_plane: f64,
+    /// Canary (netexec behind a Service) availability.
+    pub canary: f64,
+}
+
+impl Default for Slo {
+    fn default() -> Self {
+        Slo {
+            api_worker: 100.0,
+            api_control_plane: 99.0,
+            canary: 99.0,
+        }
+    }
+}
+
+impl Default for Chaos {
+    fn default() -> Self {
+        Chaos {
+            target: ChaosTarget::Worker,
+            mode: StopMode::Stop,
+            ha_managed: HaPolicy::Refuse,
+            detect_timeout: Duration::from_secs(120),
+            reschedule_timeout: Duration::from_secs(420),
+            recovery_timeout: Duration::from_secs(600),
+            restore_timeout: Duration::from_secs(300),
+            probe_interval: Duration::from_millis(250),
+            lock_lease: Duration::from_secs(30),
+            seed: None,
+            slo: Slo::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -371,7 +424,15 @@ struct RawChaos {
     mode: Option<Spanned<String>>,
     ha_managed: Option<Spanned<String>>,
     detect_timeout: Option<Spanned<String>>,
+    reschedule_timeout: Option<Spanned<String>>,
     recovery_timeout: Option<Spanned<String>>,
+    restore_timeout: Option<Spanned<String>>,
+    probe_interval: Option<Spanned<String>>,
+    lock_lease: Option<Spanned<String>>,
+    seed: Option<Spanned<toml::Value>>,
+    slo_api_worker: Option<Spanned<toml::Value>>,
+    slo_api_control_plane: Option<Spanned<toml::Value>>,
+    slo_canary: Option<Spanned<toml::Value>>,
 }
 
 impl LabFile {
@@ -416,13 +477,7 @@ impl LabFile {
                 gateway_api_crds: DEFAULT_GATEWAY_API_CRDS.into(),
                 values: default_cilium_values(),
             },
-            chaos: Chaos {
-                target: ChaosTarget::Worker,
-                mode: StopMode::Stop,
-                ha_managed: HaPolicy::Refuse,
-                detect_timeout: Duration::from_secs(120),
-                recovery_timeout: Duration::from_secs(600),
-            },
+            chaos: Chaos::default(),
             kubernetes: Kubernetes::Omni,
             verify: Verify::default(),
             state_dir: default_state_dir("(no lab file)"),
@@ -725,23 +780,77 @@ impl LabFile {
                 ));
             }
         };
+        let d = Chaos::default();
+        let dur = |v: &Option<Spanned<String>>, key: &str, default: Duration| {
+            duration(&cx, v.as_ref(), key, default)
+        };
+        let percent = |v: &Option<Spanned<toml::Value>>, key: &str, default: f64| {
+            let Some(v) = v else { return Ok(default) };
+            let x = match v.get_ref() {
+                toml::Value::Float(f) => *f,
+                toml::Value::Integer(i) => *i as f64,
+                _ => f64::NAN,
+            };
+            if (0.0..=100.0).contains(&x) {
+                Ok(x)
+            } else {
+                Err(cx.invalid(
+                    Some(v.span().start),
+                    format!("{key} must be a percentage between 0 and 100, e.g. 99.5"),
+                ))
+            }
+        };
+        let seed = match &ch.seed {
+            None => None,
+            Some(v) => match v.get_ref() {
+                toml::Value::Integer(i) if *i >= 0 => Some(*i as u64),
+                _ => {
+                    return Err(cx.invalid(
+                        Some(v.span().start),
+                        "chaos.seed must be a non-negative integer (the victim choice it replays)",
+                    ));
+                }
+            },
+        };
         let chaos = Chaos {
             target,
             mode,
             ha_managed,
-            detect_timeout: duration(
-                &cx,
-                ch.detect_timeout.as_ref(),
-                "chaos.detect_timeout",
-                Duration::from_secs(120),
+            detect_timeout: dur(&ch.detect_timeout, "chaos.detect_timeout", d.detect_timeout)?,
+            reschedule_timeout: dur(
+                &ch.reschedule_timeout,
+                "chaos.reschedule_timeout",
+                d.reschedule_timeout,
             )?,
-            recovery_timeout: duration(
-                &cx,
-                ch.recovery_timeout.as_ref(),
+            recovery_timeout: dur(
+                &ch.recovery_timeout,
                 "chaos.recovery_timeout",
-                Duration::from_secs(600),
+                d.recovery_timeout,
             )?,
+            restore_timeout: dur(
+                &ch.restore_timeout,
+                "chaos.restore_timeout",
+                d.restore_timeout,
+            )?,
+            probe_interval: dur(&ch.probe_interval, "chaos.probe_interval", d.probe_interval)?,
+            lock_lease: dur(&ch.lock_lease, "chaos.lock_lease", d.lock_lease)?,
+            seed,
+            slo: Slo {
+                api_worker: percent(&ch.slo_api_worker, "chaos.slo_api_worker", d.slo.api_worker)?,
+                api_control_plane: percent(
+                    &ch.slo_api_control_plane,
+                    "chaos.slo_api_control_plane",
+                    d.slo.api_control_plane,
+                )?,
+                canary: percent(&ch.slo_canary, "chaos.slo_canary", d.slo.canary)?,
+            },
         };
+        if chaos.lock_lease < Duration::from_secs(1) {
+            return Err(cx.invalid(
+                ch.lock_lease.as_ref().map(|v| v.span().start),
+                "chaos.lock_lease must be at least 1s (Lease durations are whole seconds)",
+            ));
+        }
 
         // --- kubernetes
         let k = &raw.kubernetes;

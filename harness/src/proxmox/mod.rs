@@ -304,6 +304,15 @@ impl ProxmoxClient {
         self.send(reqwest::Method::POST, path, form).await
     }
 
+    /// PUT once (never retried).
+    pub async fn put(
+        &self,
+        path: &str,
+        form: &[(&str, String)],
+    ) -> Result<serde_json::Value, ProxmoxError> {
+        self.send(reqwest::Method::PUT, path, form).await
+    }
+
     pub async fn version(&self) -> Result<Version, ProxmoxError> {
         self.get("/version").await
     }
@@ -354,6 +363,49 @@ impl ProxmoxClient {
     pub async fn ha_resources(&self) -> Result<Vec<HaResource>, ProxmoxError> {
         self.get("/cluster/ha/resources").await
     }
+    /// `PUT /cluster/ha/resources/{sid}` with a new requested `state` (`started`, `stopped`,
+    /// `disabled`, `ignored`).
+    pub async fn ha_set_state(&self, sid: &str, state: &str) -> Result<(), ProxmoxError> {
+        self.put(
+            &format!("/cluster/ha/resources/{}", Self::seg(sid)),
+            &[("state", state.to_string())],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Wait for a task to end (its status read every `every`, up to `within`): its final
+    /// status, or `None` if it was still running at the deadline.
+    pub async fn wait_task(
+        &self,
+        node: &str,
+        upid: &str,
+        every: Duration,
+        within: Duration,
+    ) -> Result<Option<TaskStatus>, ProxmoxError> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let t = self.task_status(node, upid).await?;
+            if t.finished() {
+                return Ok(Some(t));
+            }
+            if tokio::time::Instant::now() + every > deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// The VM's current host, from `/cluster/resources` (HA may have moved it).
+    pub async fn vm_host(&self, vmid: u32) -> Result<Option<String>, ProxmoxError> {
+        Ok(self
+            .cluster_vms()
+            .await?
+            .into_iter()
+            .find(|v| v.vmid == Some(vmid))
+            .and_then(|v| v.node))
+    }
+
     pub async fn task_status(&self, node: &str, upid: &str) -> Result<TaskStatus, ProxmoxError> {
         self.get(&format!(
             "/nodes/{}/tasks/{}/status",
