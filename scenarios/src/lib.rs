@@ -10,6 +10,7 @@ pub mod chaos;
 pub mod dod;
 pub mod preflight;
 pub mod provision;
+mod workload;
 
 /// The catalog, in phase order. `clusterproof list` prints it.
 pub fn catalog() -> Vec<Arc<dyn Scenario>> {

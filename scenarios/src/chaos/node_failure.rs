@@ -48,6 +48,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use crate::dod::{name, ready};
+use crate::workload::Workload;
 
 pub struct NodeFailure;
 
@@ -68,7 +69,7 @@ impl Scenario for NodeFailure {
 
     fn run<'a>(&'a self, cx: &'a Context) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            let progress = Progress::default();
+            let progress = Progress::new(&cx.events);
             tokio::select! {
                 o = experiment(cx, &progress) => o.unwrap_or_else(|o| o),
                 reason = cx.cancel.cancelled() => {
@@ -124,14 +125,14 @@ impl Scenario for NodeFailure {
     }
 }
 
-const MANAGER: &str = "clusterproof";
 const CANARY: &str = "clusterproof-canary";
 const PORT: u16 = 8080;
 const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
 
-/// What the experiment has measured so far: an interrupted run still reports it.
-#[derive(Default, Clone)]
-struct Progress(Arc<Mutex<ProgressInner>>);
+/// What the experiment has measured so far: an interrupted run still reports it. Each stage
+/// is an observation on the timeline (`stage: …`).
+#[derive(Clone)]
+struct Progress(Arc<Mutex<ProgressInner>>, harness::events::Emitter);
 
 #[derive(Default)]
 struct ProgressInner {
@@ -141,8 +142,12 @@ struct ProgressInner {
 }
 
 impl Progress {
+    fn new(events: &harness::events::Emitter) -> Progress {
+        Progress(Default::default(), events.clone())
+    }
     fn at(&self, stage: &'static str) {
         self.0.lock().unwrap().stage = stage;
+        self.1.observe(format!("stage: {stage}"));
     }
     fn stage(&self) -> &'static str {
         let s = self.0.lock().unwrap().stage;
@@ -324,10 +329,11 @@ async fn gated(
     let canary = Canary::deploy(cx, kube, schedulable).await?;
     p.evidence(format!(
         "canary: {} netexec pod(s) behind Service {}/{CANARY}",
-        schedulable, canary.ns
+        schedulable,
+        canary.workload.namespace()
     ));
     let t0 = Instant::now();
-    let probes = Probes::start(cx, kube, &canary.ns, c.probe_interval);
+    let probes = Probes::start(cx, kube, &canary_namespace(cx), c.probe_interval);
 
     // 3. Journal, 4. inject.
     let mut journal = Journal {
@@ -521,8 +527,8 @@ async fn gated(
             ));
         }
     }
-    drop(canary);
     drop(watch);
+    canary.remove().await;
     let _ = Journal::finish(&lab.state_dir);
 
     // 8. Verdict.
@@ -768,68 +774,64 @@ fn hostname() -> String {
 }
 
 /// The canary: agnhost netexec pods spread over the nodes (one per Ready node), a Service in
-/// front; deleted when dropped, on every path.
+/// front; removed at the end, and on every other path when dropped.
 struct Canary {
-    kube: KubeClient,
-    ns: String,
+    workload: Workload,
 }
 
 impl Canary {
     async fn deploy(cx: &Context, kube: &KubeClient, replicas: usize) -> Result<Canary, Outcome> {
         let v = &cx.lab.spec.lab.verify;
-        let ns = format!("{}-canary", v.probe_namespace);
-        let canary = Canary {
-            kube: kube.clone(),
-            ns: ns.clone(),
-        };
         let fail = |what: &str, e: harness::kube::KubeError| Outcome::error(format!("{what}: {e}"));
-        kube.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"app.kubernetes.io/managed-by": MANAGER}}}), MANAGER)
+        let mut workload = Workload::in_namespace(kube, &canary_namespace(cx))
             .await
             .map_err(|e| fail("creating the canary namespace", e))?;
+        let ns = workload.namespace().to_string();
         let labels = json!({"app": CANARY});
-        kube.apply(&json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": CANARY, "namespace": ns, "labels": labels},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "tolerations": [{"key": CONTROL_PLANE_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
-                        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-                            "weight": 100,
-                            "podAffinityTerm": {"labelSelector": {"matchLabels": labels}, "topologyKey": "kubernetes.io/hostname"},
-                        }]}},
-                        "containers": [{
-                            "name": "netexec", "image": v.probe_image,
-                            "args": ["netexec", format!("--http-port={PORT}"), "--udp-port=-1"],
-                            "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
-                            "readinessProbe": {"httpGet": {"path": "/healthz", "port": PORT}, "periodSeconds": 1},
-                        }],
-                        "terminationGracePeriodSeconds": 0,
+        workload
+            .apply(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": CANARY, "labels": labels},
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": labels},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "tolerations": [{"key": CONTROL_PLANE_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
+                            "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                                "weight": 100,
+                                "podAffinityTerm": {"labelSelector": {"matchLabels": labels}, "topologyKey": "kubernetes.io/hostname"},
+                            }]}},
+                            "containers": [{
+                                "name": "netexec", "image": v.probe_image,
+                                "args": ["netexec", format!("--http-port={PORT}"), "--udp-port=-1"],
+                                "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+                                "readinessProbe": {"httpGet": {"path": "/healthz", "port": PORT}, "periodSeconds": 1},
+                            }],
+                            "terminationGracePeriodSeconds": 0,
+                        },
                     },
                 },
-            },
-        }), MANAGER)
-        .await
-        .map_err(|e| fail("creating the canary Deployment", e))?;
-        kube.apply(&json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": CANARY, "namespace": ns},
-            "spec": {"selector": labels, "ports": [{"name": "http", "port": PORT, "targetPort": PORT, "protocol": "TCP"}]},
-        }), MANAGER)
-        .await
-        .map_err(|e| fail("creating the canary Service", e))?;
+            }))
+            .await
+            .map_err(|e| fail("creating the canary Deployment", e))?;
+        workload
+            .apply(json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": CANARY},
+                "spec": {"selector": labels, "ports": [{"name": "http", "port": PORT, "targetPort": PORT, "protocol": "TCP"}]},
+            }))
+            .await
+            .map_err(|e| fail("creating the canary Service", e))?;
         let api: Api<Deployment> = Api::namespaced(kube.client(), &ns);
         let want = replicas as i32;
-        let available =
-            kube::runtime::wait::await_condition(api, CANARY, move |d: Option<&Deployment>| {
-                d.and_then(|d| d.status.as_ref())
-                    .is_some_and(|s| s.available_replicas.unwrap_or(0) >= want)
-            });
+        let available = kube::runtime::wait::await_condition(api, CANARY, move |d: Option<&Deployment>| {
+            d.and_then(|d| d.status.as_ref())
+                .is_some_and(|s| s.available_replicas.unwrap_or(0) >= want)
+        });
         match tokio::time::timeout(v.timeout, available).await {
-            Ok(Ok(_)) => Ok(canary),
+            Ok(Ok(_)) => Ok(Canary { workload }),
             _ => Err(Outcome::error(format!(
                 "the canary Deployment {ns}/{CANARY} did not have {replicas} available pod(s) within {}",
                 humantime::format_duration(v.timeout)
@@ -837,18 +839,14 @@ impl Canary {
             .remediation("check that the nodes can pull the probe image (lab verify.probe_image)")),
         }
     }
+
+    async fn remove(self) {
+        self.workload.remove().await;
+    }
 }
 
-impl Drop for Canary {
-    fn drop(&mut self) {
-        let (kube, ns) = (self.kube.clone(), self.ns.clone());
-        if let Ok(h) = tokio::runtime::Handle::try_current() {
-            h.spawn(async move {
-                let napi: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(kube.client());
-                let _ = napi.delete(&ns, &Default::default()).await;
-            });
-        }
-    }
+fn canary_namespace(cx: &Context) -> String {
+    format!("{}-canary", cx.lab.spec.lab.verify.probe_namespace)
 }
 
 /// Success counts of one probe.
@@ -1049,8 +1047,7 @@ impl Observer {
         // The canary's pods: the victim's evicted, a replacement Ready elsewhere.
         {
             let (tx, events, node) = (Arc::clone(&tx), cx.events.clone(), plan.node.clone());
-            let ns = format!("{}-canary", cx.lab.spec.lab.verify.probe_namespace);
-            let api: Api<Pod> = Api::namespaced(kube.client(), &ns);
+            let api: Api<Pod> = Api::namespaced(kube.client(), &canary_namespace(cx));
             let cfg = watcher::Config::default().labels(&format!("app={CANARY}"));
             tasks.push(tokio::spawn(async move {
                 let mut s = std::pin::pin!(watcher::watcher(api, cfg).default_backoff());

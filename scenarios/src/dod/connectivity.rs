@@ -20,6 +20,7 @@ use kube::runtime::wait::{await_condition, conditions};
 use serde_json::json;
 
 use super::{kube, name};
+use crate::workload::Workload;
 
 pub struct Connectivity;
 
@@ -43,7 +44,6 @@ impl Scenario for Connectivity {
 }
 
 const PORT: u16 = 8080;
-const MANAGER: &str = "clusterproof";
 const APP: &str = "clusterproof-netexec";
 
 /// The control-plane taint the probe tolerates: pod networking on control planes matters too.
@@ -59,40 +59,6 @@ fn schedulable(n: &Node) -> bool {
                         && (t.effect == "NoSchedule" || t.effect == "NoExecute")
                 })
         })
-}
-
-/// Deletes the probe workload when dropped: on every path, a cancelled future included.
-struct Cleanup {
-    kube: KubeClient,
-    ns: String,
-    pods: Vec<String>,
-}
-
-impl Cleanup {
-    async fn run(kube: KubeClient, ns: String, pods: Vec<String>) {
-        let dp = kube::api::DeleteParams::default();
-        let papi: Api<Pod> = Api::namespaced(kube.client(), &ns);
-        for p in &pods {
-            let _ = papi.delete(p, &dp).await;
-        }
-        let sapi: Api<Service> = Api::namespaced(kube.client(), &ns);
-        let _ = sapi.delete(APP, &dp).await;
-        let napi: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(kube.client());
-        let _ = napi.delete(&ns, &dp).await;
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let (kube, ns, pods) = (
-            self.kube.clone(),
-            self.ns.clone(),
-            std::mem::take(&mut self.pods),
-        );
-        if let Ok(h) = tokio::runtime::Handle::try_current() {
-            h.spawn(Cleanup::run(kube, ns, pods));
-        }
-    }
 }
 
 /// `GET …/pods/<from>:8080/proxy/dial?…`: what netexec in `from` got from `host:port`.
@@ -166,17 +132,12 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
             v.probe_image
         )));
     }
-    let guard = Cleanup {
-        kube: kube.clone(),
-        ns: ns.clone(),
-        pods: pods.iter().map(|(p, _)| p.clone()).collect(),
-    };
     let fail = |what: &str, e: harness::kube::KubeError| Outcome::error(format!("{what}: {e}"));
-    kube.apply(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"app.kubernetes.io/managed-by": MANAGER}}}), MANAGER)
+    let mut guard = Workload::in_namespace(kube, &ns)
         .await
         .map_err(|e| fail("creating the probe namespace", e))?;
     for (pod, node) in &pods {
-        kube.apply(&json!({
+        guard.apply(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": pod, "namespace": ns, "labels": {"app": APP}},
             "spec": {
@@ -189,15 +150,15 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
                 }],
                 "terminationGracePeriodSeconds": 0,
             },
-        }), MANAGER)
+        }))
         .await
         .map_err(|e| fail(&format!("creating probe pod {pod}"), e))?;
     }
-    kube.apply(&json!({
+    guard.apply(json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": APP, "namespace": ns},
         "spec": {"selector": {"app": APP}, "ports": [{"port": PORT, "targetPort": PORT, "protocol": "TCP"}]},
-    }), MANAGER)
+    }))
     .await
     .map_err(|e| fail("creating the probe Service", e))?;
     cx.events.observe(format!(
@@ -225,7 +186,7 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
                     .and_then(|p| p.status)
                     .and_then(|s| s.phase)
                     .unwrap_or_else(|| "missing".into());
-                drop(guard);
+                guard.remove().await;
                 return Ok(Outcome::new(Verdict::Fail, format!("probe pod {pod} on {node} is not running ({phase}) after {}", humantime::format_duration(v.timeout)))
                     .remediation("check that the node can pull the probe image (lab verify.probe_image) and that its CNI runs"));
             }
@@ -287,7 +248,7 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
             false
         }
     };
-    drop(guard);
+    guard.remove().await;
     let ok_pairs = pairs.len() - failures.len() + usize::from(!service_ok);
     let mut o = match failures.first() {
         None => Outcome::pass(format!(
