@@ -231,8 +231,12 @@ async fn passes_in_every_mode_for_a_worker_and_a_control_plane() {
                 assert!(metric(&r, m).is_some(), "{target} {mode}: no {m} in {o:#}");
             }
             assert!(metric(&r, "api_probes").unwrap() > 0.0);
-            assert!(!lab.journal().exists(), "{target} {mode}: the journal is left");
-            lab.assert_all_vms_running(&format!("{target} {mode}")).await;
+            assert!(
+                !lab.journal().exists(),
+                "{target} {mode}: the journal is left"
+            );
+            lab.assert_all_vms_running(&format!("{target} {mode}"))
+                .await;
         }
     }
 }
@@ -246,7 +250,10 @@ async fn a_dry_run_plans_and_sends_no_mutating_request() {
     assert_eq!(code, 0, "{text}");
     let o = outcome(&r);
     assert!(
-        o["message"].as_str().unwrap().contains("dry run: would stop VM"),
+        o["message"]
+            .as_str()
+            .unwrap()
+            .contains("dry run: would stop VM"),
         "{o:#}"
     );
     let kube = lab.twin.kube.request_counts().since(&kube);
@@ -275,7 +282,10 @@ async fn sigkill_at_any_point_then_recover_restores_the_lab() {
             killed_with_journal += 1;
             // Before recovery, a new run refuses and says how to recover.
             let (code, r, text) = lab.chaos(&["--yes"]);
-            assert_ne!(code, 0, "after a kill at {point:?} a new run went ahead:\n{text}");
+            assert_ne!(
+                code, 0,
+                "after a kill at {point:?} a new run went ahead:\n{text}"
+            );
             let msg = outcome(&r)["message"].to_string();
             assert!(
                 msg.contains("chaos recover"),
@@ -284,7 +294,10 @@ async fn sigkill_at_any_point_then_recover_restores_the_lab() {
         }
         let (code, _, text) = lab.cli(&["chaos", "recover"]);
         assert_eq!(code, 0, "recover after a kill at {point:?}:\n{text}");
-        assert!(!lab.journal().exists(), "recover left the journal ({point:?})");
+        assert!(
+            !lab.journal().exists(),
+            "recover left the journal ({point:?})"
+        );
         lab.assert_all_vms_running(&format!("after a kill at {point:?} and recover"))
             .await;
         lab.assert_healthy(&format!("after a kill at {point:?} and recover"));
@@ -307,7 +320,10 @@ async fn sigterm_or_ctrl_c_restores_without_a_recover_step() {
     for sig in ["TERM", "INT"] {
         for point in points {
             let (mut child, out) = lab.spawn_chaos(&["--yes"]);
-            assert!(wait_for_point(&mut child, &out, point), "{point:?} never reached");
+            assert!(
+                wait_for_point(&mut child, &out, point),
+                "{point:?} never reached"
+            );
             signal(&child, sig);
             let o = child.wait_with_output().unwrap();
             let text = output_text(&o);
@@ -320,7 +336,8 @@ async fn sigterm_or_ctrl_c_restores_without_a_recover_step() {
                 !lab.journal().exists(),
                 "SIG{sig} at {point:?} left the journal:\n{text}"
             );
-            lab.assert_all_vms_running(&format!("SIG{sig} at {point:?}")).await;
+            lab.assert_all_vms_running(&format!("SIG{sig} at {point:?}"))
+                .await;
             lab.assert_healthy(&format!("SIG{sig} at {point:?}"));
         }
     }
@@ -332,18 +349,30 @@ async fn two_runs_at_once_one_injects_the_other_names_the_holder() {
     let before = proxmox_power_requests(&lab.twin);
     let (a, out_a) = lab.spawn_chaos(&["--yes"]);
     let (b, out_b) = lab.spawn_chaos(&["--yes"]);
-    let (a, b) = tokio::task::block_in_place(|| (a.wait_with_output().unwrap(), b.wait_with_output().unwrap()));
+    let (a, b) = tokio::task::block_in_place(|| {
+        (a.wait_with_output().unwrap(), b.wait_with_output().unwrap())
+    });
     let read = |out: &Path| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap()
     };
     let (ra, rb) = (read(&out_a), read(&out_b));
-    let verdicts = [outcome(&ra)["verdict"].clone(), outcome(&rb)["verdict"].clone()];
+    let verdicts = [
+        outcome(&ra)["verdict"].clone(),
+        outcome(&rb)["verdict"].clone(),
+    ];
     let passed = verdicts.iter().filter(|v| *v == "pass").count();
-    assert_eq!(passed, 1, "{ra:#}\n{rb:#}\n{}\n{}", output_text(&a), output_text(&b));
+    assert_eq!(
+        passed,
+        1,
+        "{ra:#}\n{rb:#}\n{}\n{}",
+        output_text(&a),
+        output_text(&b)
+    );
     let refused = if verdicts[0] == "pass" { &rb } else { &ra };
     let msg = outcome(refused)["message"].as_str().unwrap();
     assert!(
-        msg.contains("another chaos run holds the cluster lock") && msg.contains("clusterproof pid"),
+        msg.contains("another chaos run holds the cluster lock")
+            && msg.contains("clusterproof pid"),
         "{msg}"
     );
     // One stop and one start: the refused run touched no VM.
@@ -358,10 +387,15 @@ async fn an_unhealthy_cluster_is_refused_and_no_vm_is_touched() {
     assert_eq!(code, 1, "{text}");
     let msg = outcome(&r)["message"].as_str().unwrap().to_string();
     assert!(
-        msg.contains("refusing to inject into an unhealthy cluster") && msg.contains("dod::core_pods"),
+        msg.contains("refusing to inject into an unhealthy cluster")
+            && msg.contains("dod::core_pods"),
         "{msg}"
     );
-    assert_eq!(proxmox_power_requests(&lab.twin), before, "a VM was touched");
+    assert_eq!(
+        proxmox_power_requests(&lab.twin),
+        before,
+        "a VM was touched"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -372,7 +406,11 @@ async fn an_ha_managed_victim_is_refused_and_no_vm_is_touched() {
     assert_eq!(code, 1, "{text}");
     let msg = outcome(&r)["message"].as_str().unwrap().to_string();
     assert!(msg.contains("managed by Proxmox HA"), "{msg}");
-    assert_eq!(proxmox_power_requests(&lab.twin), before, "a VM was touched");
+    assert_eq!(
+        proxmox_power_requests(&lab.twin),
+        before,
+        "a VM was touched"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,6 +461,12 @@ async fn time_to_detect_follows_the_node_grace_period() {
         detect.push(sum / 3.0);
     }
     let ratio = detect[1] / detect[0];
-    println!("time to detect: {:.3} s at the default grace, {:.3} s doubled: ratio {ratio:.2}", detect[0], detect[1]);
-    assert!((1.5..=2.5).contains(&ratio), "ratio {ratio:.2} ({detect:?})");
+    println!(
+        "time to detect: {:.3} s at the default grace, {:.3} s doubled: ratio {ratio:.2}",
+        detect[0], detect[1]
+    );
+    assert!(
+        (1.5..=2.5).contains(&ratio),
+        "ratio {ratio:.2} ({detect:?})"
+    );
 }

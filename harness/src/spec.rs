@@ -121,6 +121,7 @@ impl LabSpec {
             for i in 1..=count {
                 vms.push(crate::model::placement::PlannedVm {
                     label: format!("{} #{i}", set.machine_set_id(cluster)),
+                    set: set.machine_set_id(cluster),
                     class: class_name.value.clone(),
                     control_plane: set.kind == SetKind::ControlPlane,
                     memory: pd.memory_mib() << 20,

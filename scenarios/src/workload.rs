@@ -47,7 +47,10 @@ impl Workload {
         let key = (
             obj["apiVersion"].as_str().unwrap_or_default().to_string(),
             obj["kind"].as_str().unwrap_or_default().to_string(),
-            obj["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+            obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         );
         if !self.objects.contains(&key) {
             self.objects.push(key);

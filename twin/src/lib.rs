@@ -430,6 +430,9 @@ endpoint = "{endpoint}"
 omnictl = {omnictl}
 provider_id = "{provider}"
 lan_ip = "{omni_lan}"
+# The twin's provider places VMs as v0.2.0 does: each pick reserves its memory, so a machine
+# set spreads over the hosts (the real provider leaves its status's version empty).
+provider_version = "v0.2.0"
 service_account_key_file = {key}
 
 [proxmox]

@@ -102,6 +102,9 @@ pub struct Omni {
     pub lan_ip: IpAddr,
     pub service_account_key: SecretSource,
     pub omniconfig: Option<PathBuf>,
+    /// The Proxmox infra provider's version (`v0.1.4`, `0.2.0`), when the lab says it;
+    /// otherwise it is read from the provider's status, and placement predictions follow it.
+    pub provider_version: Option<crate::model::placement::ProviderVersion>,
 }
 
 #[derive(Debug, Clone)]
@@ -344,6 +347,7 @@ struct RawOmni {
     service_account_key_env: Option<String>,
     service_account_key_file: Option<String>,
     omniconfig: Option<String>,
+    provider_version: Option<Spanned<String>>,
     /// Only here to give a clear refusal.
     service_account_key: Option<Spanned<toml::Value>>,
 }
@@ -450,6 +454,7 @@ impl LabFile {
                 lan_ip: IpAddr::from([0, 0, 0, 0]),
                 service_account_key: SecretSource::Env("OMNI_SERVICE_ACCOUNT_KEY".into()),
                 omniconfig: None,
+                provider_version: None,
             },
             proxmox: Proxmox {
                 url: String::new(),
@@ -564,6 +569,20 @@ impl LabFile {
             lan_ip,
             service_account_key,
             omniconfig: o.omniconfig.as_deref().map(resolve),
+            provider_version: match &o.provider_version {
+                None => None,
+                Some(v) => Some(
+                    crate::model::placement::ProviderVersion::parse(v.get_ref()).ok_or_else(|| {
+                        cx.invalid(
+                            Some(v.span().start),
+                            format!(
+                                "omni.provider_version \"{}\" is not a version like \"v0.1.4\" or \"0.2.0\"",
+                                v.get_ref()
+                            ),
+                        )
+                    })?,
+                ),
+            },
         };
 
         // --- proxmox

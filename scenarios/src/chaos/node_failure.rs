@@ -826,10 +826,11 @@ impl Canary {
             .map_err(|e| fail("creating the canary Service", e))?;
         let api: Api<Deployment> = Api::namespaced(kube.client(), &ns);
         let want = replicas as i32;
-        let available = kube::runtime::wait::await_condition(api, CANARY, move |d: Option<&Deployment>| {
-            d.and_then(|d| d.status.as_ref())
-                .is_some_and(|s| s.available_replicas.unwrap_or(0) >= want)
-        });
+        let available =
+            kube::runtime::wait::await_condition(api, CANARY, move |d: Option<&Deployment>| {
+                d.and_then(|d| d.status.as_ref())
+                    .is_some_and(|s| s.available_replicas.unwrap_or(0) >= want)
+            });
         match tokio::time::timeout(v.timeout, available).await {
             Ok(Ok(_)) => Ok(Canary { workload }),
             _ => Err(Outcome::error(format!(

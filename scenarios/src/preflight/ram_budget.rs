@@ -6,14 +6,19 @@
 //!
 //! Planned VMs come from the template (set sizes) and machine classes (`memory`, `node` pin);
 //! hosts from `GET /nodes` (`maxmem`, `mem`, status). Placement follows the provider: a pin is
-//! honoured, otherwise the online host with the highest free-memory fraction; the lab's
-//! `ram_headroom_percent` stays free on every host.
+//! honoured, otherwise the online host with the highest free-memory fraction — as the
+//! provider's version sees it (`harness::model::placement`: up to v0.1.x a machine set stacks
+//! on one host, from v0.2.0 it spreads). The version comes from the lab's
+//! `omni.provider_version`, else from the provider's status in Omni, else v0.1.x is assumed
+//! (the worst case) and said. The lab's `ram_headroom_percent` stays free on every host.
 //! - fail: a VM does not fit;
 //! - warn: losing some host, its VMs could not be re-created on the others;
 //! - warn: every control plane lands on one host (etcd quorum dies with it).
 
 use futures::future::BoxFuture;
-use harness::model::placement::{HostMem, Plan, PlannedVm, gib, place, usable};
+use harness::model::placement::{
+    HostMem, Plan, PlannedVm, ProviderVersion, Scheduler, gib, place, usable,
+};
 use harness::scenario::{Context, Meta, Need, Outcome, Phase, Scenario, Verdict};
 
 pub struct RamBudget;
@@ -65,7 +70,8 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
             }
         )));
     }
-    let plan = place(&hosts, &vms, headroom);
+    let (scheduler, version_said) = scheduler(cx).await;
+    let plan = place(&hosts, &vms, headroom, scheduler);
     let planned: u64 = vms.iter().map(|v| v.memory).sum();
     let capacity: u64 = hosts
         .iter()
@@ -73,7 +79,8 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
         .map(|h| usable(h, headroom).saturating_sub(h.used))
         .sum();
 
-    let mut evidence = describe(&hosts, &vms, &plan, headroom);
+    let mut evidence = vec![version_said];
+    evidence.extend(describe(&hosts, &vms, &plan, headroom));
     evidence.extend(skipped.iter().map(|s| format!("not planned: {s}")));
     let mut fails = Vec::new();
     let mut warns = Vec::new();
@@ -104,7 +111,7 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
                     ..o.clone()
                 })
                 .collect();
-            let again = place(&survivors, &lost, headroom);
+            let again = place(&survivors, &lost, headroom, scheduler);
             if !again.unplaced.is_empty() {
                 warns.push(format!(
                     "if {} fails, {} of its {} VM(s) cannot be re-created on the other hosts ({} needed)",
@@ -124,8 +131,10 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
         let cps = vms.iter().filter(|v| v.control_plane).count();
         if cps > 1 && cp_hosts.len() == 1 {
             warns.push(format!(
-                "all {cps} control planes land on {}: etcd loses quorum when that host fails",
-                cp_hosts.iter().next().map(|s| s.as_str()).unwrap_or("?")
+                "all {cps} control planes land on {}{}: etcd loses quorum when that host fails — pin each control plane to its own host (`node` in the machine class's providerdata, one class per host){}",
+                cp_hosts.iter().next().map(|s| s.as_str()).unwrap_or("?"),
+                if scheduler == Scheduler::Unreserved { " (the provider before v0.2.0 places a machine set's VMs together)" } else { "" },
+                if scheduler == Scheduler::Unreserved { " or upgrade the provider to v0.2.0+, which spreads a set" } else { "" },
             ));
         }
     }
@@ -177,4 +186,38 @@ fn describe(hosts: &[HostMem], vms: &[PlannedVm], plan: &Plan, headroom: u8) -> 
             )
         })
         .collect()
+}
+
+/// The provider's placement behaviour, and a line saying where the version came from.
+async fn scheduler(cx: &Context) -> (Scheduler, String) {
+    let lab = &cx.lab.spec.lab;
+    if let Some(v) = &lab.omni.provider_version {
+        return (
+            v.scheduler(),
+            format!("provider {v} (omni.provider_version)"),
+        );
+    }
+    if let Some(omni) = cx.lab.omni.as_ref()
+        && let Ok(Some(st)) = omni
+            .get_one("infraprovidercombinedstatus", &lab.omni.provider_id)
+            .await
+        && let Some(raw) = st.spec.get("version").and_then(|v| v.as_str())
+    {
+        if let Some(v) = ProviderVersion::parse(raw) {
+            return (
+                v.scheduler(),
+                format!("provider {v} (from its status in Omni)"),
+            );
+        }
+        return (
+            Scheduler::Unreserved,
+            format!(
+                "provider version {raw:?} not understood: placing as v0.1.x does (a machine set on one host)"
+            ),
+        );
+    }
+    (
+        Scheduler::Unreserved,
+        "provider version unknown (set omni.provider_version): placing as v0.1.x does, a machine set on one host".into(),
+    )
 }
