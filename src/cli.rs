@@ -36,13 +36,17 @@ pub enum Command {
     #[command(after_help = "Example:\n  clusterproof list | grep dod::")]
     List,
     /// Run the preflight checks (before `omnictl cluster template sync`).
-    #[command(after_help = "Example:\n  clusterproof preflight --lab lab.toml --out reports/preflight")]
+    #[command(
+        after_help = "Example:\n  clusterproof preflight --lab lab.toml --out reports/preflight"
+    )]
     Preflight(RunArgs),
     /// Run the provisioning steps (machine classes, template sync, kubeconfig, Cilium).
     #[command(after_help = "Example:\n  clusterproof provision --lab lab.toml --yes")]
     Provision(RunArgs),
     /// Verify every Definition-of-Done item on a running cluster.
-    #[command(after_help = "Example:\n  clusterproof verify --lab lab.toml --only 'dod::*' --output json")]
+    #[command(
+        after_help = "Example:\n  clusterproof verify --lab lab.toml --only 'dod::*' --output json"
+    )]
     Verify(RunArgs),
     /// Run the node-failure chaos experiment.
     ///
@@ -56,7 +60,10 @@ pub enum Command {
     #[command(after_help = "Example:\n  clusterproof run --keep-going --out reports/full")]
     Run(RunArgs),
     /// The built-in twin: an emulation of the seed lab on loopback.
-    #[command(subcommand, after_help = "Example:\n  clusterproof twin serve --fault storage-missing")]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  clusterproof twin serve --fault storage-missing"
+    )]
     Twin(TwinCommand),
     /// Re-render every report of a run (summary.md, report.html, junit.xml, metrics.prom)
     /// from its result.json and events.jsonl.
@@ -94,7 +101,11 @@ pub enum ChaosCommand {
 #[derive(Args, Debug)]
 pub struct NodeFailureArgs {
     /// The victim: any worker, any control plane, or a node by name.
-    #[arg(long, value_name = "worker|control-plane|NODE", default_value = "worker")]
+    #[arg(
+        long,
+        value_name = "worker|control-plane|NODE",
+        default_value = "worker"
+    )]
     pub target: ChaosTarget,
     /// How the VM is taken down (Proxmox: stop, shutdown, reset, suspend).
     #[arg(long, value_enum, default_value_t = ChaosMode::Stop)]
@@ -109,7 +120,9 @@ pub struct NodeFailureArgs {
 #[derive(Subcommand, Debug)]
 pub enum TwinCommand {
     /// Start the twin, print its lab file and endpoints, and run until Ctrl-C.
-    #[command(after_help = "Example:\n  clusterproof twin serve --size 3+7 --fault dns-public-leak")]
+    #[command(
+        after_help = "Example:\n  clusterproof twin serve --size 3+7 --fault dns-public-leak"
+    )]
     Serve {
         /// Switch on a fault (repeatable).
         #[arg(long = "fault", value_name = "NAME", value_parser = parse_fault)]
@@ -124,13 +137,19 @@ pub enum TwinCommand {
     #[command(after_help = "Example:\n  clusterproof twin faults")]
     Faults,
     /// The twin's `omnictl` (the twin's lab file runs it through a wrapper script).
-    #[command(hide = true, after_help = "Example:\n  clusterproof twin omnictl get machines")]
+    #[command(
+        hide = true,
+        after_help = "Example:\n  clusterproof twin omnictl get machines"
+    )]
     Omnictl {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// The twin's `cilium` CLI (the twin's lab file runs it through a wrapper script).
-    #[command(hide = true, after_help = "Example:\n  clusterproof twin cilium status --wait")]
+    #[command(
+        hide = true,
+        after_help = "Example:\n  clusterproof twin cilium status --wait"
+    )]
     Cilium {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,

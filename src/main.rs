@@ -169,10 +169,7 @@ fn run(a: RunArgs, phases: &[Phase], command: &str, chaos: Option<ChaosRequest>)
 fn chaos_recover(lab: &Path) -> i32 {
     match harness::model::lab::LabFile::load(lab) {
         Ok(l) => {
-            println!(
-                "no unfinished chaos journal in {}",
-                l.state_dir.display()
-            );
+            println!("no unfinished chaos journal in {}", l.state_dir.display());
             exit::OK
         }
         Err(e) => {

@@ -53,7 +53,10 @@ impl std::str::FromStr for ChaosTarget {
             "worker" => Ok(ChaosTarget::Worker),
             "control-plane" => Ok(ChaosTarget::ControlPlane),
             "" => Err("the target is empty: worker, control-plane or a node name".into()),
-            n if n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') => {
+            n if n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') =>
+            {
                 Ok(ChaosTarget::Node(n.to_string()))
             }
             n => Err(format!(
@@ -382,7 +385,11 @@ impl SessionBuilder {
             }
         }
         if let Some(c) = &self.chaos {
-            s.push_str(&format!(" --target {} --mode {}", c.target, c.mode.as_str()));
+            s.push_str(&format!(
+                " --target {} --mode {}",
+                c.target,
+                c.mode.as_str()
+            ));
             if let Some(seed) = c.seed {
                 s.push_str(&format!(" --seed {seed}"));
             }
@@ -403,12 +410,12 @@ impl SessionBuilder {
     }
 }
 
+/// Scenarios chosen for a run, and what to tell the user about them.
+type Chosen = (Vec<Arc<dyn Scenario>>, Vec<String>);
+
 /// The scenarios of `phases`, narrowed by `--only` patterns, and what to tell the user
 /// about prerequisites pulled in.
-pub fn select(
-    phases: &[Phase],
-    only: &[String],
-) -> Result<(Vec<Arc<dyn Scenario>>, Vec<String>), SessionError> {
+pub fn select(phases: &[Phase], only: &[String]) -> Result<Chosen, SessionError> {
     let mut selected: Vec<Arc<dyn Scenario>> = scenarios::catalog()
         .into_iter()
         .filter(|s| phases.contains(&s.phase()))
@@ -450,7 +457,10 @@ fn connect(
         None => b.reports_root.join(&run_id),
     };
     std::fs::create_dir_all(&report_dir).map_err(|source| SessionError::Io {
-        what: format!("cannot create the report directory {}", report_dir.display()),
+        what: format!(
+            "cannot create the report directory {}",
+            report_dir.display()
+        ),
         source,
     })?;
     if b.out_dir.is_none() {
@@ -560,12 +570,11 @@ async fn run_inner(
     run_id: String,
     out: &Path,
 ) -> Result<RunRecord, SessionError> {
-    let events = std::fs::File::create(out.join("events.jsonl")).map_err(|source| {
-        SessionError::Io {
+    let events =
+        std::fs::File::create(out.join("events.jsonl")).map_err(|source| SessionError::Io {
             what: format!("cannot create {}/events.jsonl", out.display()),
             source,
-        }
-    })?;
+        })?;
     let bus = EventBus::new();
     let recorder = Recorder::default();
     bus.subscribe(JsonlWriter::new(std::io::BufWriter::new(events)));
@@ -678,7 +687,9 @@ mod tests {
 
     #[test]
     fn nothing_selected_is_an_error_with_its_exit_code() {
-        let e = select(&[Phase::Preflight], &["nope::*".into()]).err().unwrap();
+        let e = select(&[Phase::Preflight], &["nope::*".into()])
+            .err()
+            .unwrap();
         assert_eq!(e.exit_code(), exit::BAD_INPUT);
         assert!(e.to_string().contains("--only nope::*"), "{e}");
     }

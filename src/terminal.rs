@@ -273,7 +273,10 @@ mod tests {
         assert_eq!(rows.len(), 2, "{t}");
         assert!(rows[0].starts_with("preflight  PASS  2 passed"), "{t}");
         assert!(rows[0].ends_with("slowest preflight::b 1.50s"), "{t}");
-        assert!(rows[1].starts_with("verify     FAIL  1 failed, 1 skipped"), "{t}");
+        assert!(
+            rows[1].starts_with("verify     FAIL  1 failed, 1 skipped"),
+            "{t}"
+        );
         // A skipped scenario is never the slowest.
         assert!(rows[1].ends_with("slowest verify::c 0.25s"), "{t}");
     }

@@ -56,7 +56,8 @@ fn quiet_prints_only_the_final_line() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "{}", text(&o));
     assert!(
-        lines[0].starts_with("PASSED: ") && lines[0].ends_with(&format!("reports in {}", out.display())),
+        lines[0].starts_with("PASSED: ")
+            && lines[0].ends_with(&format!("reports in {}", out.display())),
         "{}",
         text(&o)
     );
@@ -73,8 +74,16 @@ fn quiet_prints_only_the_final_line() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.lines().count() > 1 && stdout.contains("preflight  PASS"), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("── preflight"), "{}", text(&o));
+    assert!(
+        stdout.lines().count() > 1 && stdout.contains("preflight  PASS"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("── preflight"),
+        "{}",
+        text(&o)
+    );
     // Not a terminal: no colour codes anywhere.
     assert!(!text(&o).contains('\u{1b}'), "{}", text(&o));
 }
@@ -114,7 +123,11 @@ fn every_subcommand_help_has_an_example() {
         let o = clusterproof().args(p).arg("--help").output().unwrap();
         let help = String::from_utf8_lossy(&o.stdout);
         assert_eq!(o.status.code(), Some(0), "{p:?}: {}", text(&o));
-        assert!(help.contains("Example"), "clusterproof {} --help: {help}", p.join(" "));
+        assert!(
+            help.contains("Example"),
+            "clusterproof {} --help: {help}",
+            p.join(" ")
+        );
     }
 }
 
@@ -123,23 +136,44 @@ fn chaos_node_failure_takes_the_experiment_and_runs_the_chaos_phase() {
     let tmp = tempfile::tempdir().unwrap();
     let o = clusterproof()
         .args([
-            "chaos", "node-failure", "--target", "control-plane", "--mode", "suspend", "--seed",
-            "7", "--dry-run", "--out",
+            "chaos",
+            "node-failure",
+            "--target",
+            "control-plane",
+            "--mode",
+            "suspend",
+            "--seed",
+            "7",
+            "--dry-run",
+            "--out",
         ])
         .arg(tmp.path())
         .output()
         .unwrap();
     // Routed to what `chaos` does: this build has no chaos scenario yet.
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(text(&o).contains("no scenarios in phase chaos"), "{}", text(&o));
+    assert!(
+        text(&o).contains("no scenarios in phase chaos"),
+        "{}",
+        text(&o)
+    );
     let cmd = clusterproof::cli::command();
     for bad in [
         vec!["clusterproof", "chaos", "node-failure", "--mode", "pause"],
-        vec!["clusterproof", "chaos", "node-failure", "--target", "w1;reboot"],
+        vec![
+            "clusterproof",
+            "chaos",
+            "node-failure",
+            "--target",
+            "w1;reboot",
+        ],
         vec!["clusterproof", "chaos", "node-failure", "--seed", "x"],
         vec!["clusterproof", "chaos", "recover"],
     ] {
-        assert!(cmd.clone().try_get_matches_from(&bad).is_err(), "{bad:?} accepted");
+        assert!(
+            cmd.clone().try_get_matches_from(&bad).is_err(),
+            "{bad:?} accepted"
+        );
     }
 }
 
@@ -157,7 +191,11 @@ fn chaos_recover_says_there_is_no_journal_in_the_state_dir() {
     let seed = std::fs::read_to_string(seed_dir.join("lab.toml")).unwrap();
     let state = tmp.path().join("state");
     let lab = tmp.path().join("lab.toml");
-    std::fs::write(&lab, format!("state_dir = {:?}\n{seed}", state.display().to_string())).unwrap();
+    std::fs::write(
+        &lab,
+        format!("state_dir = {:?}\n{seed}", state.display().to_string()),
+    )
+    .unwrap();
     let o = clusterproof()
         .args(["chaos", "recover", "--lab"])
         .arg(&lab)
@@ -188,9 +226,9 @@ fn scripts(v: &serde_json::Value, out: &mut Vec<String>) {
                     serde_json::Value::String(s) if SHELL.contains(&k.as_str()) => {
                         out.push(s.clone())
                     }
-                    serde_json::Value::Array(a) if SHELL.contains(&k.as_str()) => out.extend(
-                        a.iter().filter_map(|s| s.as_str().map(str::to_string)),
-                    ),
+                    serde_json::Value::Array(a) if SHELL.contains(&k.as_str()) => {
+                        out.extend(a.iter().filter_map(|s| s.as_str().map(str::to_string)))
+                    }
                     _ => scripts(x, out),
                 }
             }
@@ -233,8 +271,15 @@ fn every_ci_template_parses_and_its_commands_are_valid() {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    for want in ["preflight-gate.yml", "scheduled-resilience.yml", "gitlab-ci.yml"] {
-        assert!(names.iter().any(|n| n == want), "ci/{want} missing: {names:?}");
+    for want in [
+        "preflight-gate.yml",
+        "scheduled-resilience.yml",
+        "gitlab-ci.yml",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "ci/{want} missing: {names:?}"
+        );
     }
     let cmd = clusterproof::cli::command();
     let mut seen: Vec<String> = Vec::new();
@@ -245,10 +290,18 @@ fn every_ci_template_parses_and_its_commands_are_valid() {
         let mut all = Vec::new();
         scripts(&doc, &mut all);
         let lines: Vec<Vec<String>> = all.iter().flat_map(|s| command_lines(s)).collect();
-        assert!(!lines.is_empty(), "{}: no clusterproof command", t.display());
+        assert!(
+            !lines.is_empty(),
+            "{}: no clusterproof command",
+            t.display()
+        );
         for l in lines {
             if let Err(e) = cmd.clone().try_get_matches_from(&l) {
-                panic!("{}: `{}` is not a valid command:\n{e}", t.display(), l.join(" "));
+                panic!(
+                    "{}: `{}` is not a valid command:\n{e}",
+                    t.display(),
+                    l.join(" ")
+                );
             }
             seen.push(l[..3.min(l.len())].join(" "));
         }
@@ -279,9 +332,17 @@ fn the_command_line_check_rejects_what_clap_rejects() {
 /// The lab suite's test binary beside this one (`target/<profile>/deps/lab-<hash>`); the
 /// newest when several builds left one.
 fn lab_binary() -> PathBuf {
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let is_lab = |p: &Path| {
-        let n = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let n = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         n.strip_prefix("lab-")
             .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit()))
     };
@@ -300,7 +361,10 @@ fn lab_binary() -> PathBuf {
 
 #[test]
 fn the_lab_suite_lists_one_test_per_catalog_id() {
-    let ids: Vec<String> = scenarios::catalog().iter().map(|s| s.id().to_string()).collect();
+    let ids: Vec<String> = scenarios::catalog()
+        .iter()
+        .map(|s| s.id().to_string())
+        .collect();
     let list = |env: &[(&str, &str)], extra: &[&str]| {
         let mut c = Command::new(lab_binary());
         c.args(["--list", "--format", "terse"]).args(extra);
@@ -325,13 +389,21 @@ fn the_lab_suite_lists_one_test_per_catalog_id() {
     let ignored = list(&lab, &["--ignored"]);
     let want: Vec<String> = scenarios::catalog()
         .iter()
-        .filter(|s| matches!(s.phase(), harness::scenario::Phase::Provision | harness::scenario::Phase::Chaos))
+        .filter(|s| {
+            matches!(
+                s.phase(),
+                harness::scenario::Phase::Provision | harness::scenario::Phase::Chaos
+            )
+        })
         .map(|s| s.id().to_string())
         .collect();
     assert_eq!(ignored, want);
     assert!(
         list(
-            &[("CLUSTERPROOF_LAB", "lab.toml"), ("CLUSTERPROOF_PROVISION", "1")],
+            &[
+                ("CLUSTERPROOF_LAB", "lab.toml"),
+                ("CLUSTERPROOF_PROVISION", "1")
+            ],
             &["--ignored"]
         )
         .iter()

@@ -53,7 +53,9 @@ impl Mode {
             (Phase::Provision, Some(_)) if !self.provision => {
                 Err("provisioning a lab needs CLUSTERPROOF_PROVISION=1")
             }
-            (Phase::Chaos, Some(_)) if !self.chaos => Err("chaos on a lab needs CLUSTERPROOF_CHAOS=1"),
+            (Phase::Chaos, Some(_)) if !self.chaos => {
+                Err("chaos on a lab needs CLUSTERPROOF_CHAOS=1")
+            }
             _ => Ok(()),
         }
     }
@@ -84,7 +86,10 @@ fn reports_root() -> PathBuf {
 fn run_session(b: clusterproof::session::SessionBuilder) -> Result<(RunRecord, PathBuf), String> {
     let rt = clusterproof::runtime().map_err(|e| format!("no async runtime: {e}"))?;
     rt.block_on(async {
-        let session = b.build().await.map_err(|e| format!("the session did not start: {e}"))?;
+        let session = b
+            .build()
+            .await
+            .map_err(|e| format!("the session did not start: {e}"))?;
         for n in session.notes() {
             eprintln!("{n}");
         }
@@ -157,7 +162,11 @@ fn verdict(id: &str, rec: Option<&ScenarioRecord>, dir: &Path) -> Result<(), Fai
         return Err(format!("{id} is not in the run record ({})", dir.display()).into());
     };
     let o = &rec.outcome;
-    let mut text = format!("{} {id}: {}\n", o.verdict.as_str().to_uppercase(), o.message);
+    let mut text = format!(
+        "{} {id}: {}\n",
+        o.verdict.as_str().to_uppercase(),
+        o.message
+    );
     for e in &o.evidence {
         text.push_str(&format!("  evidence: {e}\n"));
     }
@@ -198,7 +207,9 @@ fn main() {
             let result = if phase == Phase::Chaos {
                 chaos(&m, id)
             } else {
-                sh.get().cloned().unwrap_or_else(|| Err("the checks did not run".into()))
+                sh.get()
+                    .cloned()
+                    .unwrap_or_else(|| Err("the checks did not run".into()))
             };
             let (record, dir) = result.map_err(Failed::from)?;
             verdict(id, record.scenarios.iter().find(|r| r.id == id), &dir)

@@ -440,10 +440,13 @@ fn failing_record() -> harness::runner::RunRecord {
         .evidence("kube-system/coredns-1 restarted once")
         .remediation("look at the pod's previous logs")
         .metric("restarts", 1.0, "");
-    let chaos = Outcome::new(Verdict::Fail, "the canary was unreachable for 41 s (budget 30 s)")
-        .evidence("victim talos-w1 (VM 104 on host bravo)")
-        .metric("time_to_detect", 8.5, "s")
-        .metric("canary_availability", 72.0, "%");
+    let chaos = Outcome::new(
+        Verdict::Fail,
+        "the canary was unreachable for 41 s (budget 30 s)",
+    )
+    .evidence("victim talos-w1 (VM 104 on host bravo)")
+    .metric("time_to_detect", 8.5, "s")
+    .metric("canary_availability", 72.0, "%");
     let sc = |id: &str, phase: Phase| ScenarioInfo {
         id: id.into(),
         phase,
@@ -466,23 +469,36 @@ fn failing_record() -> harness::runner::RunRecord {
         EventKind::Notice {
             message: "TLS verification of the Proxmox API is disabled".into(),
         },
-        EventKind::PhaseStarted { phase: Phase::Preflight },
-        EventKind::ScenarioStarted { id: "preflight::template".into(), phase: Phase::Preflight },
+        EventKind::PhaseStarted {
+            phase: Phase::Preflight,
+        },
+        EventKind::ScenarioStarted {
+            id: "preflight::template".into(),
+            phase: Phase::Preflight,
+        },
         EventKind::ScenarioFinished {
             id: "preflight::template".into(),
             phase: Phase::Preflight,
             proves: "the plan line of preflight::template".into(),
             outcome: template,
         },
-        EventKind::ScenarioStarted { id: "preflight::dns".into(), phase: Phase::Preflight },
+        EventKind::ScenarioStarted {
+            id: "preflight::dns".into(),
+            phase: Phase::Preflight,
+        },
         EventKind::ScenarioFinished {
             id: "preflight::dns".into(),
             phase: Phase::Preflight,
             proves: "the plan line of preflight::dns".into(),
             outcome: Outcome::pass("all 3 hosts use the LAN resolver"),
         },
-        EventKind::PhaseStarted { phase: Phase::Verify },
-        EventKind::ScenarioStarted { id: "dod::core_pods".into(), phase: Phase::Verify },
+        EventKind::PhaseStarted {
+            phase: Phase::Verify,
+        },
+        EventKind::ScenarioStarted {
+            id: "dod::core_pods".into(),
+            phase: Phase::Verify,
+        },
         EventKind::Observation {
             scenario: "dod::core_pods".into(),
             message: "watching kube-system".into(),
@@ -500,8 +516,13 @@ fn failing_record() -> harness::runner::RunRecord {
             proves: "the plan line of dod::connectivity".into(),
             outcome: Outcome::skip("not run: dod::core_pods did not pass"),
         },
-        EventKind::PhaseStarted { phase: Phase::Chaos },
-        EventKind::ScenarioStarted { id: "chaos::node_failure".into(), phase: Phase::Chaos },
+        EventKind::PhaseStarted {
+            phase: Phase::Chaos,
+        },
+        EventKind::ScenarioStarted {
+            id: "chaos::node_failure".into(),
+            phase: Phase::Chaos,
+        },
     ];
     let mark = |lane, state, label: &str| EventKind::Mark {
         scenario: "chaos::node_failure".into(),
@@ -611,7 +632,10 @@ fn html_outline(html: &str) -> String {
                 attrs = v[close + 1..].trim_start();
             }
             match key.as_str() {
-                "class" => line.push_str(&format!(".{}", value.split_whitespace().collect::<Vec<_>>().join("."))),
+                "class" => line.push_str(&format!(
+                    ".{}",
+                    value.split_whitespace().collect::<Vec<_>>().join(".")
+                )),
                 "id" => line.push_str(&format!("#{value}")),
                 k if k.starts_with("data-") || k == "href" || k == "open" || k == "lang" => {
                     line.push_str(&format!(" [{k}={value:?}]"))
@@ -661,7 +685,10 @@ fn html_report_structure_of_a_failing_run() {
         "svg.timeline",
         "g.lane.lane-canary_probe",
     ] {
-        assert!(outline.contains(needle), "{needle} not in the outline:\n{outline}");
+        assert!(
+            outline.contains(needle),
+            "{needle} not in the outline:\n{outline}"
+        );
     }
     insta::with_settings!({ filters => vec![
         (r"\d+\.\d+ ?s\b", "[D]s"),
