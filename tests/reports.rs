@@ -410,3 +410,290 @@ fn report_of_a_directory_without_a_run_is_bad_input() {
         text(&o)
     );
 }
+
+/// A fixed failing run, built from events as a run would record them: a preflight failure
+/// with findings, a verify warning with evidence and metrics, a skipped check, and a chaos
+/// experiment with a timeline that failed.
+fn failing_record() -> harness::runner::RunRecord {
+    use harness::events::{Event, EventKind, Lane, MarkState, ScenarioInfo};
+    use harness::scenario::{Outcome, Phase, Verdict};
+    use harness::source::{Finding, Location};
+    let file = std::sync::Arc::new(PathBuf::from("clusters/talos-prod-01.yaml"));
+    let mut template = Outcome::from_findings(
+        vec![
+            Finding::error(
+                "template.one-controlplane",
+                Location::new(&file, 12, 3),
+                "two ControlPlane documents",
+            )
+            .fix("keep one ControlPlane document"),
+            Finding::warning(
+                "template.kube-proxy",
+                Location::new(&file, 30, 5),
+                "kube-proxy is not disabled",
+            ),
+        ],
+        "1 cluster",
+    );
+    template.duration = std::time::Duration::from_millis(12);
+    let pods = Outcome::new(Verdict::Warn, "1 pod restarted during the watch")
+        .evidence("kube-system/coredns-1 restarted once")
+        .remediation("look at the pod's previous logs")
+        .metric("restarts", 1.0, "");
+    let chaos = Outcome::new(
+        Verdict::Fail,
+        "the canary was unreachable for 41 s (budget 30 s)",
+    )
+    .evidence("victim talos-w1 (VM 104 on host bravo)")
+    .metric("time_to_detect", 8.5, "s")
+    .metric("canary_availability", 72.0, "%");
+    let sc = |id: &str, phase: Phase| ScenarioInfo {
+        id: id.into(),
+        phase,
+        proves: format!("the plan line of {id}"),
+    };
+    let kinds = vec![
+        EventKind::RunStarted {
+            run_id: "20260101T000000Z-abcd".into(),
+            command: "clusterproof run --keep-going".into(),
+            lab: "talos-lab".into(),
+            inputs: vec!["lab.toml".into(), "clusters/talos-prod-01.yaml".into()],
+            scenarios: vec![
+                sc("preflight::template", Phase::Preflight),
+                sc("preflight::dns", Phase::Preflight),
+                sc("dod::core_pods", Phase::Verify),
+                sc("dod::connectivity", Phase::Verify),
+                sc("chaos::node_failure", Phase::Chaos),
+            ],
+        },
+        EventKind::Notice {
+            message: "TLS verification of the Proxmox API is disabled".into(),
+        },
+        EventKind::PhaseStarted {
+            phase: Phase::Preflight,
+        },
+        EventKind::ScenarioStarted {
+            id: "preflight::template".into(),
+            phase: Phase::Preflight,
+        },
+        EventKind::ScenarioFinished {
+            id: "preflight::template".into(),
+            phase: Phase::Preflight,
+            proves: "the plan line of preflight::template".into(),
+            outcome: template,
+        },
+        EventKind::ScenarioStarted {
+            id: "preflight::dns".into(),
+            phase: Phase::Preflight,
+        },
+        EventKind::ScenarioFinished {
+            id: "preflight::dns".into(),
+            phase: Phase::Preflight,
+            proves: "the plan line of preflight::dns".into(),
+            outcome: Outcome::pass("all 3 hosts use the LAN resolver"),
+        },
+        EventKind::PhaseStarted {
+            phase: Phase::Verify,
+        },
+        EventKind::ScenarioStarted {
+            id: "dod::core_pods".into(),
+            phase: Phase::Verify,
+        },
+        EventKind::Observation {
+            scenario: "dod::core_pods".into(),
+            message: "watching kube-system".into(),
+            data: serde_json::Value::Null,
+        },
+        EventKind::ScenarioFinished {
+            id: "dod::core_pods".into(),
+            phase: Phase::Verify,
+            proves: "the plan line of dod::core_pods".into(),
+            outcome: pods,
+        },
+        EventKind::ScenarioFinished {
+            id: "dod::connectivity".into(),
+            phase: Phase::Verify,
+            proves: "the plan line of dod::connectivity".into(),
+            outcome: Outcome::skip("not run: dod::core_pods did not pass"),
+        },
+        EventKind::PhaseStarted {
+            phase: Phase::Chaos,
+        },
+        EventKind::ScenarioStarted {
+            id: "chaos::node_failure".into(),
+            phase: Phase::Chaos,
+        },
+    ];
+    let mark = |lane, state, label: &str| EventKind::Mark {
+        scenario: "chaos::node_failure".into(),
+        lane,
+        state,
+        label: label.into(),
+    };
+    let marks = vec![
+        mark(Lane::Vm, MarkState::Info, "victim talos-w1 chosen"),
+        mark(Lane::Vm, MarkState::Down, "VM 104 stopped"),
+        mark(Lane::Node, MarkState::Down, "node talos-w1 NotReady"),
+        mark(Lane::Omni, MarkState::Down, "machine disconnected"),
+        mark(Lane::CanaryProbe, MarkState::Down, "canary probe failed"),
+        mark(Lane::Pods, MarkState::Degraded, "2 pods evicted"),
+        mark(Lane::Vm, MarkState::Up, "VM 104 started"),
+        mark(Lane::Node, MarkState::Up, "node talos-w1 Ready"),
+        mark(Lane::Omni, MarkState::Up, "machine connected"),
+        mark(Lane::Pods, MarkState::Up, "pods replaced"),
+    ];
+    let tail = vec![
+        EventKind::ScenarioFinished {
+            id: "chaos::node_failure".into(),
+            phase: Phase::Chaos,
+            proves: "the plan line of chaos::node_failure".into(),
+            outcome: Outcome {
+                duration: std::time::Duration::from_secs(95),
+                ..chaos
+            },
+        },
+        EventKind::RunFinished { exit_code: 1 },
+    ];
+    let events: Vec<Event> = kinds
+        .into_iter()
+        .chain(marks)
+        .chain(tail)
+        .enumerate()
+        .map(|(i, kind)| Event {
+            seq: i as u64,
+            t: i as f64 * 5.0,
+            wall: format!("2026-01-01T00:{:02}:{:02}.000Z", i * 5 / 60, i * 5 % 60),
+            kind,
+        })
+        .collect();
+    harness::runner::RunRecord::from_events(&events)
+}
+
+/// The element structure of an HTML page, one element per line, indented by depth: tag,
+/// classes, id and data-* attributes, and text (collapsed). Style sheets are named, not
+/// copied; SVG geometry (x, y, width, height, viewBox) is left out.
+fn html_outline(html: &str) -> String {
+    const VOID: [&str; 6] = ["meta", "br", "img", "input", "link", "hr"];
+    let mut out = String::new();
+    let mut depth = 0usize;
+    let mut rest = html;
+    let pad = |d: usize| "  ".repeat(d);
+    while !rest.is_empty() {
+        let Some(lt) = rest.find('<') else {
+            break;
+        };
+        let text = rest[..lt].split_whitespace().collect::<Vec<_>>().join(" ");
+        if !text.is_empty() {
+            out.push_str(&format!("{}{text:?}\n", pad(depth)));
+        }
+        rest = &rest[lt..];
+        // The tag, up to the first '>' outside quotes.
+        let mut quote = None;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| {
+                match (quote, c) {
+                    (None, '"' | '\'') => quote = Some(c),
+                    (Some(q), c) if c == q => quote = None,
+                    (None, '>') => return true,
+                    _ => {}
+                }
+                false
+            })
+            .map(|(i, _)| i)
+            .expect("an unclosed tag");
+        let tag = &rest[1..end];
+        rest = &rest[end + 1..];
+        if tag.starts_with('!') {
+            continue;
+        }
+        if let Some(name) = tag.strip_prefix('/') {
+            depth = depth.saturating_sub(1);
+            let _ = name;
+            continue;
+        }
+        let name: String = tag
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '/')
+            .collect();
+        let mut line = format!("{}{name}", pad(depth));
+        // Attributes: name="value" pairs (maud always quotes) and bare names.
+        let mut attrs = tag[name.len()..].trim();
+        while !attrs.is_empty() {
+            let key: String = attrs
+                .chars()
+                .take_while(|c| *c != '=' && !c.is_whitespace())
+                .collect();
+            attrs = attrs[key.len()..].trim_start();
+            let mut value = String::new();
+            if let Some(v) = attrs.strip_prefix("=\"") {
+                let close = v.find('"').expect("an unclosed attribute");
+                value = v[..close].to_string();
+                attrs = v[close + 1..].trim_start();
+            }
+            match key.as_str() {
+                "class" => line.push_str(&format!(
+                    ".{}",
+                    value.split_whitespace().collect::<Vec<_>>().join(".")
+                )),
+                "id" => line.push_str(&format!("#{value}")),
+                k if k.starts_with("data-") || k == "href" || k == "open" || k == "lang" => {
+                    line.push_str(&format!(" [{k}={value:?}]"))
+                }
+                _ => {}
+            }
+            if key.is_empty() {
+                break;
+            }
+        }
+        out.push_str(&line);
+        out.push('\n');
+        if name == "style" {
+            let close = rest.find("</style>").expect("an unclosed style");
+            rest = &rest[close + "</style>".len()..];
+            continue;
+        }
+        if !VOID.contains(&name.as_str()) && !tag.ends_with('/') {
+            depth += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn html_outline_keeps_the_structure_and_drops_the_style_and_geometry() {
+    let o = html_outline(
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><style>p{x:1}</style></head><body><p class="a b" id="x" title="t">hi <code>there</code></p><svg viewBox="0 0 1 1"><rect x="1" width="2"></rect></svg></body></html>"#,
+    );
+    assert_eq!(
+        o,
+        "html [lang=\"en\"]\n  head\n    meta\n    style\n  body\n    p.a.b#x\n      \"hi\"\n      code\n        \"there\"\n    svg\n      rect\n"
+    );
+}
+
+#[test]
+fn html_report_structure_of_a_failing_run() {
+    let record = failing_record();
+    assert_eq!(record.count(harness::scenario::Verdict::Fail), 2);
+    let html = harness::report::html::render(&record);
+    let outline = html_outline(&html);
+    // What a reader must find: every scenario row, the fix list, the chaos timeline.
+    for needle in [
+        "tr.scenario.v-fail#scenario-preflight::template",
+        "tr.scenario.v-skip#scenario-dod::connectivity",
+        "section.fix",
+        "svg.timeline",
+        "g.lane.lane-canary_probe",
+    ] {
+        assert!(
+            outline.contains(needle),
+            "{needle} not in the outline:\n{outline}"
+        );
+    }
+    insta::with_settings!({ filters => vec![
+        (r"\d+\.\d+ ?s\b", "[D]s"),
+        (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", "[TIME]"),
+    ] }, {
+        insta::assert_snapshot!("html-structure-failing-run", outline);
+    });
+}
