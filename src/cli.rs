@@ -101,15 +101,13 @@ pub enum ChaosCommand {
 #[derive(Args, Debug)]
 pub struct NodeFailureArgs {
     /// The victim: any worker, any control plane, or a node by name.
-    #[arg(
-        long,
-        value_name = "worker|control-plane|NODE",
-        default_value = "worker"
-    )]
-    pub target: ChaosTarget,
-    /// How the VM is taken down (Proxmox: stop, shutdown, reset, suspend).
-    #[arg(long, value_enum, default_value_t = ChaosMode::Stop)]
-    pub mode: ChaosMode,
+    /// Default: the lab's `chaos.target`, else a worker.
+    #[arg(long, value_name = "worker|control-plane|NODE")]
+    pub target: Option<ChaosTarget>,
+    /// How the VM is taken down (Proxmox: stop, shutdown, reset, suspend). Default: the lab's
+    /// `chaos.mode`, else stop.
+    #[arg(long, value_name = "stop|shutdown|reset|suspend")]
+    pub mode: Option<ChaosMode>,
     /// Seed for choosing the victim among the candidates (default: random, recorded).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,

@@ -164,19 +164,64 @@ fn run(a: RunArgs, phases: &[Phase], command: &str, chaos: Option<ChaosRequest>)
     })
 }
 
-/// `chaos recover`: finish an unfinished chaos journal in the lab's state directory. No
-/// chaos scenario writes a journal yet, so there is never one to finish.
-fn chaos_recover(lab: &Path) -> i32 {
-    match harness::model::lab::LabFile::load(lab) {
-        Ok(l) => {
-            println!("no unfinished chaos journal in {}", l.state_dir.display());
-            exit::OK
-        }
+/// `chaos recover`: finish the unfinished chaos journal in the lab's state directory (a run
+/// killed before it could restore): the VM running again with its HA state, the run's lock
+/// released, the journal removed.
+fn chaos_recover(lab_path: &Path) -> i32 {
+    use harness::scenario::{ConnectOptions, Lab, Need};
+    let spec = match harness::spec::LabSpec::load(lab_path, &Default::default()) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            exit::BAD_INPUT
+            return exit::BAD_INPUT;
         }
-    }
+    };
+    let state = spec.lab.state_dir.clone();
+    let rt = match clusterproof::runtime() {
+        Ok(rt) => rt,
+        Err(e) => return no_runtime(e),
+    };
+    rt.block_on(async move {
+        let opts = ConnectOptions {
+            needs: vec![Need::Proxmox, Need::Omni, Need::Kube],
+            allow_changes: true,
+            dry_run: false,
+        };
+        let lab = match Lab::connect(spec, opts) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot connect to {}: {e}", lab_path.display());
+                return exit::BAD_INPUT;
+            }
+        };
+        match harness::chaos::recover(&lab).await {
+            Ok(r) => match r.journal {
+                None => {
+                    println!("no unfinished chaos journal in {}", state.display());
+                    exit::OK
+                }
+                Some(j) => {
+                    println!(
+                        "recovered the {} of node {} (VM {} on {}, run {}):",
+                        j.mode, j.victim, j.vm.vmid, j.vm.host, j.run_id
+                    );
+                    for l in r.evidence {
+                        println!("  {l}");
+                    }
+                    exit::OK
+                }
+            },
+            Err(e) => {
+                eprintln!("error: recovery did not finish: {e}");
+                eprintln!(
+                    "the journal stays in {}; fix the cause and run `clusterproof chaos recover --lab {}` again",
+                    state.display(),
+                    lab_path.display()
+                );
+                exit::NOT_EVALUATED
+            }
+        }
+    })
 }
 
 fn twin_serve(faults: Vec<Fault>, size: twin::TwinSize) -> i32 {

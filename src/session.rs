@@ -34,80 +34,17 @@ use harness::scenario::{ConnectError, ConnectOptions, Lab, Need, Phase, Scenario
 use harness::spec::{LabSpec, Overrides, SpecError};
 use twin::faults::Fault;
 
-/// The victim of a node-failure experiment (`--target worker|control-plane|NODE`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum ChaosTarget {
-    /// Any worker (the default).
-    #[default]
-    Worker,
-    /// Any control plane (refused when losing it breaks etcd quorum).
-    ControlPlane,
-    /// The node of this name (VM name = Talos hostname = node name).
-    Node(String),
-}
+pub use harness::model::lab::{ChaosTarget, StopMode as ChaosMode};
 
-impl std::str::FromStr for ChaosTarget {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "worker" => Ok(ChaosTarget::Worker),
-            "control-plane" => Ok(ChaosTarget::ControlPlane),
-            "" => Err("the target is empty: worker, control-plane or a node name".into()),
-            n if n
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') =>
-            {
-                Ok(ChaosTarget::Node(n.to_string()))
-            }
-            n => Err(format!(
-                "{n:?} is neither worker, control-plane nor a node name (letters, digits, '-', '.')"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for ChaosTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ChaosTarget::Worker => f.write_str("worker"),
-            ChaosTarget::ControlPlane => f.write_str("control-plane"),
-            ChaosTarget::Node(n) => f.write_str(n),
-        }
-    }
-}
-
-/// How the victim's VM is taken down (the Proxmox VM status calls).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum ChaosMode {
-    /// Hard stop (power off).
-    #[default]
-    Stop,
-    /// ACPI shutdown.
-    Shutdown,
-    /// Hard reset.
-    Reset,
-    /// Suspend (pause).
-    Suspend,
-}
-
-impl ChaosMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChaosMode::Stop => "stop",
-            ChaosMode::Shutdown => "shutdown",
-            ChaosMode::Reset => "reset",
-            ChaosMode::Suspend => "suspend",
-        }
-    }
-}
-
-/// What `clusterproof chaos node-failure` asks of the chaos phase. The session keeps it
-/// ([`Session::chaos`]) for the chaos scenarios; the harness has no place to take it yet.
+/// What `clusterproof chaos node-failure` asks of the chaos phase: it overrides the lab
+/// file's `chaos.target`, `chaos.mode` and `chaos.seed` for this run.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChaosRequest {
-    pub target: ChaosTarget,
-    pub mode: ChaosMode,
-    /// Seed for picking the victim among the candidates; `None`: chosen at random.
+    /// `None`: the lab's `chaos.target` (default a worker).
+    pub target: Option<ChaosTarget>,
+    /// `None`: the lab's `chaos.mode` (default stop).
+    pub mode: Option<ChaosMode>,
+    /// Seed for picking the victim among the candidates; `None`: the lab's, else random.
     pub seed: Option<u64>,
 }
 
@@ -337,7 +274,26 @@ impl SessionBuilder {
             Target::Lab(_) => &[],
         };
         let faults = faults.to_vec();
-        let (selected, notes) = select(&self.phases, &self.only)?;
+        let (mut selected, mut notes) = select(&self.phases, &self.only)?;
+        // The built-in twin starts empty: checks of a running cluster need it provisioned.
+        if matches!(self.target, Target::Twin(_))
+            && !selected.iter().any(|s| s.phase() <= Phase::Provision)
+            && selected.iter().any(|s| s.phase() >= Phase::Verify)
+        {
+            let provision: Vec<_> = scenarios::catalog()
+                .into_iter()
+                .filter(|s| s.phase() == Phase::Provision)
+                .collect();
+            notes.push(format!(
+                "the built-in twin starts empty: provisioning it first ({})",
+                provision
+                    .iter()
+                    .map(|s| s.id())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            selected.splice(0..0, provision);
+        }
         let twin = match &self.target {
             Target::Lab(_) => None,
             Target::Twin(opts) => Some(twin::Twin::start(opts.clone()).await?),
@@ -385,11 +341,12 @@ impl SessionBuilder {
             }
         }
         if let Some(c) = &self.chaos {
-            s.push_str(&format!(
-                " --target {} --mode {}",
-                c.target,
-                c.mode.as_str()
-            ));
+            if let Some(t) = &c.target {
+                s.push_str(&format!(" --target {t}"));
+            }
+            if let Some(m) = c.mode {
+                s.push_str(&format!(" --mode {m}"));
+            }
             if let Some(seed) = c.seed {
                 s.push_str(&format!(" --seed {seed}"));
             }
@@ -450,7 +407,18 @@ fn connect(
     on_twin: bool,
     selected: &[Arc<dyn Scenario>],
 ) -> Result<(Lab, String, PathBuf), SessionError> {
-    let spec = LabSpec::load(lab_file, &Overrides::default())?;
+    let mut spec = LabSpec::load(lab_file, &Overrides::default())?;
+    if let Some(r) = &b.chaos {
+        if let Some(t) = &r.target {
+            spec.lab.chaos.target = t.clone();
+        }
+        if let Some(m) = r.mode {
+            spec.lab.chaos.mode = m;
+        }
+        if r.seed.is_some() {
+            spec.lab.chaos.seed = r.seed;
+        }
+    }
     let run_id = run_id();
     let report_dir = match &b.out_dir {
         Some(d) => d.clone(),

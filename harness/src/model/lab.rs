@@ -246,19 +246,94 @@ impl Default for Chaos {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The victim of a node-failure experiment (`chaos.target`, `--target`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ChaosTarget {
+    /// Any worker (the default).
+    #[default]
     Worker,
+    /// Any control plane (refused when losing it breaks etcd quorum).
     ControlPlane,
+    /// The node of this name (VM name = Talos hostname = node name).
     Node(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl std::str::FromStr for ChaosTarget {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "worker" => Ok(ChaosTarget::Worker),
+            "control-plane" => Ok(ChaosTarget::ControlPlane),
+            "" => Err("the target is empty: use worker, control-plane or a node name".into()),
+            n if n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') =>
+            {
+                Ok(ChaosTarget::Node(n.to_string()))
+            }
+            n => Err(format!(
+                "{n:?} is neither worker, control-plane nor a node name (letters, digits, '-', '.')"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ChaosTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChaosTarget::Worker => f.write_str("worker"),
+            ChaosTarget::ControlPlane => f.write_str("control-plane"),
+            ChaosTarget::Node(n) => f.write_str(n),
+        }
+    }
+}
+
+/// How the victim's VM is taken down: the Proxmox VM power action (`chaos.mode`, `--mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StopMode {
+    /// Hard stop (power off).
+    #[default]
     Stop,
+    /// ACPI power button: Talos shuts down (forced, no drain).
     Shutdown,
+    /// Hard reset: a reboot.
     Reset,
+    /// Suspend (pause).
     Suspend,
+}
+
+impl StopMode {
+    pub const ALL: [StopMode; 4] = [
+        StopMode::Stop,
+        StopMode::Shutdown,
+        StopMode::Reset,
+        StopMode::Suspend,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopMode::Stop => "stop",
+            StopMode::Shutdown => "shutdown",
+            StopMode::Reset => "reset",
+            StopMode::Suspend => "suspend",
+        }
+    }
+}
+
+impl std::str::FromStr for StopMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        StopMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not one of stop, shutdown, reset, suspend"))
+    }
+}
+
+impl std::fmt::Display for StopMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -766,28 +841,19 @@ impl LabFile {
 
         // --- chaos
         let ch = &raw.chaos;
-        let target = match ch.target.as_ref().map(|t| t.get_ref().as_str()) {
-            None | Some("worker") => ChaosTarget::Worker,
-            Some("control-plane") => ChaosTarget::ControlPlane,
-            Some(n) if !n.is_empty() => ChaosTarget::Node(n.to_string()),
-            Some(_) => {
-                return Err(cx.invalid(
-                    ch.target.as_ref().map(|t| t.span().start),
-                    "chaos.target is empty; use \"worker\", \"control-plane\" or a node name",
-                ));
-            }
+        let target = match &ch.target {
+            None => ChaosTarget::Worker,
+            Some(t) => t
+                .get_ref()
+                .parse()
+                .map_err(|e| cx.invalid(Some(t.span().start), format!("chaos.target: {e}")))?,
         };
-        let mode = match ch.mode.as_ref().map(|t| t.get_ref().as_str()) {
-            None | Some("stop") => StopMode::Stop,
-            Some("shutdown") => StopMode::Shutdown,
-            Some("reset") => StopMode::Reset,
-            Some("suspend") => StopMode::Suspend,
-            Some(other) => {
-                return Err(cx.invalid(
-                    ch.mode.as_ref().map(|t| t.span().start),
-                    format!("chaos.mode \"{other}\" is not one of stop, shutdown, reset, suspend"),
-                ));
-            }
+        let mode = match &ch.mode {
+            None => StopMode::Stop,
+            Some(t) => t
+                .get_ref()
+                .parse()
+                .map_err(|e| cx.invalid(Some(t.span().start), format!("chaos.mode: {e}")))?,
         };
         let ha_managed = match ch.ha_managed.as_ref().map(|t| t.get_ref().as_str()) {
             None | Some("refuse") => HaPolicy::Refuse,
