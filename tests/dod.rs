@@ -1,7 +1,8 @@
 //! The Definition of Done against the twin: `clusterproof run` provisions it and the six
 //! `dod::*` scenarios pass; then the DoD fault matrix — each verify-phase fault of the twin is
 //! caught by the scenario it names, with its diagnosis, while the other DoD scenarios stay green
-//! (except the few a fault rightly breaks too, listed per fault).
+//! (except the few a fault rightly breaks too, listed per fault) and the chaos experiment refuses
+//! to inject, naming what is unhealthy.
 
 use twin::faults::Fault;
 
@@ -109,6 +110,15 @@ fn each_verify_fault_is_caught_by_its_dod_scenario() {
                 }
             } else if also.contains(&id) {
                 assert_eq!(verdict, "fail", "{fault}: {id} fails too\n{text}");
+            } else if id.starts_with("chaos::") {
+                // The chaos gate: no VM is stopped in a cluster that fails its DoD.
+                let msg = s["outcome"]["message"].as_str().unwrap();
+                assert!(
+                    verdict == "fail"
+                        && msg.contains("refusing to inject into an unhealthy cluster")
+                        && msg.contains(scenario),
+                    "{fault}: {id} must refuse naming {scenario}, was {verdict}: {msg}"
+                );
             } else {
                 assert!(
                     green(id, &s["outcome"]),

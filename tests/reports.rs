@@ -251,18 +251,6 @@ fn default_out_dir_is_reports_run_id_with_latest_link() {
 }
 
 #[test]
-fn phase_without_scenarios_says_so_and_exits_3() {
-    let tmp = tempfile::tempdir().unwrap();
-    let o = run(&["chaos", "--out", tmp.path().to_str().unwrap()], &root());
-    assert_eq!(o.status.code(), Some(3));
-    assert!(
-        text(&o).contains("no scenarios in phase chaos"),
-        "{}",
-        text(&o)
-    );
-}
-
-#[test]
 fn bad_lab_file_exits_2_with_its_line() {
     let tmp = tempfile::tempdir().unwrap();
     let lab = lab_with_template(

@@ -307,7 +307,7 @@ impl Twin {
             omnictl: &omnictl,
             cilium: &cilium,
         };
-        let text = lab_file(&proxmox, &dns, &omni, &files, opts.time_scale);
+        let text = lab_file(&proxmox, &dns, &omni, &files, opts.time_scale, opts.size);
         std::fs::write(&lab, text)
             .map_err(|e| TwinError::Io("write the twin's lab file".into(), e))?;
         Ok(Twin {
@@ -407,11 +407,16 @@ fn lab_file(
     o: &omni::OmniTwin,
     f: &LabFiles,
     time_scale: f64,
+    size: TwinSize,
 ) -> String {
     let q = |p: &Path| format!("{:?}", p.display().to_string());
     let crds = f.fixtures.twin("gateway-api/standard-install.yaml");
-    // The plan's 10 minutes, at the twin's pace.
-    let budget = format!("{}ms", ((600.0 * time_scale * 1000.0) as u64).max(2000));
+    // The plan's 10 minutes, at the twin's pace — and no less than this machine needs to run
+    // the provider for every VM of a large twin (each VM's steps are real work here).
+    let budget = format!(
+        "{}ms",
+        ((600.0 * time_scale * 1000.0) as u64).max(2000 + 150 * u64::from(size.nodes()))
+    );
     // The harness's own defaults, at the twin's pace (the harness never knows the scale).
     let scaled = |secs: f64, floor_ms: u64| {
         format!("{}ms", ((secs * time_scale * 1000.0) as u64).max(floor_ms))

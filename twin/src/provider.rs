@@ -83,9 +83,10 @@ impl Resolvers {
             self.public
         };
         // A booting machine keeps asking until it gets an answer (a lost UDP datagram is
-        // retried, as any resolver does); a wrong answer is an answer.
+        // retried, as any resolver does; Talos never gives up); a wrong answer is an answer.
+        // Bounded here so a twin whose DNS server is gone does not spin forever.
         let client = DnsClient::new(server, Duration::from_secs(1));
-        for _ in 0..5 {
+        for _ in 0..30 {
             if let Ok(answer) = client.lookup(name).await {
                 return answer.into_iter().next();
             }

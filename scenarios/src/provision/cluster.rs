@@ -259,10 +259,15 @@ async fn diagnose(
             stuck.len(),
             if hosts.is_empty() {
                 "check the Proxmox hosts' DNS settings".to_string()
-            } else {
+            } else if hosts.len() <= 3 {
                 hosts.join("; ")
+            } else {
+                format!("{}; … and {} more (each in the evidence)", hosts[..3].join("; "), hosts.len() - 3)
             }
         );
+        if hosts.len() > 3 {
+            o.evidence.extend(hosts.iter().cloned());
+        }
         o.remediation = Some(format!(
             "VMs inherit their host's DNS and must resolve {} to Omni's LAN IP {}: set every Proxmox host's DNS to the LAN gateway ({}), then delete the stuck machines so they are re-created",
             cx.lab.spec.lab.dns.omni_hostname,
