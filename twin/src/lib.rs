@@ -13,8 +13,10 @@ pub mod dns;
 pub mod faults;
 pub mod kube;
 pub mod omni;
+pub mod power;
 pub mod provider;
 pub mod proxmox;
+pub mod timing;
 pub mod world;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -22,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use faults::Fault;
+pub use timing::Timing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TwinError {
@@ -46,6 +49,11 @@ pub struct TwinOptions {
     /// keep the bundled inventory (three 64 GiB hosts); any other size gets a generated
     /// template and as many 512 GiB hosts as its VMs need ([`TwinSize::hosts`]).
     pub size: TwinSize,
+    /// Every emulated duration in real seconds (each scaled by `time_scale`).
+    pub timing: Timing,
+    /// Whether the VMs the provider creates are HA-managed (an HA resource each, state
+    /// `started`); the `victim-ha-managed` fault sets it too.
+    pub ha_managed: bool,
 }
 
 impl Default for TwinOptions {
@@ -55,6 +63,8 @@ impl Default for TwinOptions {
             time_scale: 0.01,
             exe: None,
             size: TwinSize::SEED,
+            timing: Timing::default(),
+            ha_managed: false,
         }
     }
 }
@@ -220,6 +230,7 @@ impl Twin {
             kube::KubeTwin::start(kube::KubeSpec {
                 token: token_secret(),
                 time_scale: opts.time_scale,
+                timing: opts.timing.clone(),
             })
             .await?,
         );

@@ -33,6 +33,7 @@ async fn start() -> KubeTwin {
     KubeTwin::start(KubeSpec {
         token: TOKEN.into(),
         time_scale: 0.01,
+        timing: Default::default(),
     })
     .await
     .unwrap()

@@ -27,6 +27,7 @@ async fn start() -> KubeTwin {
     KubeTwin::start(KubeSpec {
         token: "surface-token".into(),
         time_scale: 0.01,
+        timing: Default::default(),
     })
     .await
     .unwrap()
