@@ -208,6 +208,8 @@ impl Twin {
                 token_secret: secret.clone(),
                 faults: opts.faults.clone(),
                 time_scale: opts.time_scale,
+                timing: opts.timing.clone(),
+                ha_managed: opts.ha_managed,
             })
             .await?,
         );
@@ -273,7 +275,10 @@ impl Twin {
             provider_id: PROVIDER_ID.into(),
             connected: !opts.faults.contains(&Fault::ProviderDisconnected),
             time_scale: opts.time_scale,
+            timing: opts.timing.clone(),
+            faults: opts.faults.clone(),
         });
+        let power = tokio::spawn(Arc::clone(&world).run_power());
         let provider = tokio::spawn(world.run());
         let dir = tempfile::Builder::new()
             .prefix("clusterproof-twin-")
@@ -325,7 +330,7 @@ impl Twin {
             kube,
             omni,
             faults: opts.faults,
-            tasks: vec![cni, provider],
+            tasks: vec![cni, provider, power],
             dir,
             lab,
         })

@@ -484,6 +484,12 @@ impl KubeTwin {
         }
     }
 
+    /// A node whose kubelet never finds the CNI configuration again (`node-never-recovers`):
+    /// it stays NotReady while its kubelet runs.
+    pub fn set_cni_broken(&self, name: &str, broken: bool) -> Result<(), TwinError> {
+        self.with_node(name, |n| n.cni_broken = broken)
+    }
+
     /// Whether the node's CNI is configured (the Cilium agent runs there).
     pub fn set_cni_ready(&self, name: &str, ready: bool) -> Result<(), TwinError> {
         self.with_node(name, |n| n.cni_ready = ready)

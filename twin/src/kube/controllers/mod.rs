@@ -133,7 +133,9 @@ impl Sim {
     /// Whether pods on `node` have a network: its CNI runs and its kubelet found the CNI
     /// configuration.
     pub fn pod_network(&self, node: &str) -> bool {
-        self.nodes.get(node).is_some_and(|n| n.cni_ready && !n.agent_wait)
+        self.nodes
+            .get(node)
+            .is_some_and(|n| n.cni_ready && !n.agent_wait && !n.cni_broken)
             && self.never_ready.as_deref() != Some(node)
     }
 

@@ -51,6 +51,8 @@ pub(crate) struct NodeSim {
     pub agent_wait: bool,
     /// The kubelet's graceful node shutdown has begun: the node reports NotReady.
     pub shutting_down: bool,
+    /// The kubelet never finds the CNI configuration (`node-never-recovers`).
+    pub cni_broken: bool,
 }
 
 impl NodeSim {
@@ -133,6 +135,7 @@ pub(crate) fn join_node(
         died_at: old.and_then(|n| n.died_at.clone()),
         agent_wait: false,
         shutting_down: false,
+        cni_broken: old.is_some_and(|n| n.cni_broken),
     };
     let mut all = labels.clone();
     all.insert("kubernetes.io/hostname".into(), name.into());
@@ -319,8 +322,10 @@ pub(crate) fn kubelets_and_lifecycle(
         if fresh {
             wake.at(n.last_renew.unwrap_or(n.joined_at) + clock.dur(clock.t.grace));
         }
-        let network =
-            n.cni_ready && !n.agent_wait && sim.never_ready.as_deref() != Some(name.as_str());
+        let network = n.cni_ready
+            && !n.agent_wait
+            && !n.cni_broken
+            && sim.never_ready.as_deref() != Some(name.as_str());
         let shutting_down = n.shutting_down;
         let health = match (fresh, n.alive) {
             (false, _) => Health::Unknown,
