@@ -137,7 +137,7 @@ impl TwinSize {
         (self != TwinSize::SEED).then(|| proxmox::HostSizing {
             hosts: self.hosts(),
             host_memory: SIZED_HOST_MEMORY,
-            shared_storage: (u64::from(self.workers) * WORKER_DISK_GIB << 30) * 3 / 2,
+            shared_storage: ((u64::from(self.workers) * WORKER_DISK_GIB) << 30) * 3 / 2,
         })
     }
 }
@@ -162,7 +162,9 @@ fn sized_template(seed: &str, size: TwinSize) -> String {
             };
         }
         match (kind, t.strip_prefix("size:")) {
-            ("cp", Some(_)) => out.push_str(&line.replace(t, &format!("size: {}", size.control_planes))),
+            ("cp", Some(_)) => {
+                out.push_str(&line.replace(t, &format!("size: {}", size.control_planes)))
+            }
             ("w", Some(_)) => out.push_str(&line.replace(t, &format!("size: {}", size.workers))),
             _ => out.push_str(line),
         }
@@ -559,8 +561,16 @@ mod tests {
                 workers: 0
             })
         );
-        assert!(TwinSize::parse("0+5").unwrap_err().contains("control plane"));
-        assert!(TwinSize::parse("many").unwrap_err().contains("not a number"));
+        assert!(
+            TwinSize::parse("0+5")
+                .unwrap_err()
+                .contains("control plane")
+        );
+        assert!(
+            TwinSize::parse("many")
+                .unwrap_err()
+                .contains("not a number")
+        );
     }
 
     #[test]
@@ -573,7 +583,11 @@ mod tests {
                 workers: 195,
             },
         );
-        assert_eq!(sized, seed.replace("size: 3", "size: 5").replace("size: 2", "size: 195"));
+        assert_eq!(
+            sized,
+            seed.replace("size: 3", "size: 5")
+                .replace("size: 2", "size: 195")
+        );
     }
 
     #[test]

@@ -21,7 +21,10 @@ use twin::omni::Resource;
 use twin::{Timing, Twin, TwinOptions};
 
 const CLUSTER: &str = "talos-prod-01";
-const WORKERS: [&str; 2] = ["talos-prod-01-workers-aaaaaa", "talos-prod-01-workers-bbbbbb"];
+const WORKERS: [&str; 2] = [
+    "talos-prod-01-workers-aaaaaa",
+    "talos-prod-01-workers-bbbbbb",
+];
 const SCALE: f64 = 0.01;
 
 struct World {
@@ -139,7 +142,10 @@ impl World {
     }
 
     async fn node_ready(&self, name: &str) -> Option<String> {
-        let n = Api::<Node>::all(self.kube.clone()).get_opt(name).await.ok()??;
+        let n = Api::<Node>::all(self.kube.clone())
+            .get_opt(name)
+            .await
+            .ok()??;
         n.status?
             .conditions?
             .into_iter()
@@ -199,7 +205,10 @@ impl World {
         let (_, vmid) = self.vm(node);
         let cfg = self.twin.proxmox.vm_config(vmid)?;
         let uuid = cfg["smbios1"].as_str()?.strip_prefix("uuid=")?.to_string();
-        let m = self.twin.omni.get("Machines.omni.sidero.dev", "default", &uuid)?;
+        let m = self
+            .twin
+            .omni
+            .get("Machines.omni.sidero.dev", "default", &uuid)?;
         let ms = self
             .twin
             .omni
@@ -215,7 +224,6 @@ impl World {
         assert_eq!(cms.spec["ready"].as_bool(), Some(c));
         Some(c)
     }
-
 }
 
 #[tokio::test]
@@ -225,7 +233,14 @@ async fn a_stopped_worker_goes_unknown_its_pods_move_and_a_start_brings_it_back(
     // The config carries the SMBIOS uuid = the Omni machine id = the node's systemUUID.
     let (_, vmid) = w.vm(victim);
     let cfg = w.twin.proxmox.vm_config(vmid).unwrap();
-    let system_uuid = w.node(victim).await.status.unwrap().node_info.unwrap().system_uuid;
+    let system_uuid = w
+        .node(victim)
+        .await
+        .status
+        .unwrap()
+        .node_info
+        .unwrap()
+        .system_uuid;
     assert_eq!(cfg["smbios1"], json!(format!("uuid={system_uuid}")));
     assert_eq!(w.machine_connected(victim), Some(true));
 
@@ -293,8 +308,7 @@ async fn a_stopped_worker_goes_unknown_its_pods_move_and_a_start_brings_it_back(
             .iter()
             .filter(|p| p.metadata.uid != pod.metadata.uid)
             .collect();
-        (new.len() == 2 && new.iter().all(|p| node_of(p) == WORKERS[1] && ready(p)))
-            .then_some(())
+        (new.len() == 2 && new.iter().all(|p| node_of(p) == WORKERS[1] && ready(p))).then_some(())
     })
     .await;
     // The DaemonSet's agent stays.
@@ -317,9 +331,17 @@ async fn a_stopped_worker_goes_unknown_its_pods_move_and_a_start_brings_it_back(
         .unwrap();
     assert!(agent_ready < node_ready, "{log:?}");
     assert!(log[agent_ready].at <= log[node_ready].at);
-    let taints = w.node(victim).await.spec.unwrap().taints.unwrap_or_default();
+    let taints = w
+        .node(victim)
+        .await
+        .spec
+        .unwrap()
+        .taints
+        .unwrap_or_default();
     assert!(
-        taints.iter().all(|t| !t.key.starts_with("node.kubernetes.io/")),
+        taints
+            .iter()
+            .all(|t| !t.key.starts_with("node.kubernetes.io/")),
         "{taints:?}"
     );
     // The returning kubelet finishes the Terminating pod; the replacement takes its place.
@@ -353,7 +375,10 @@ async fn shutdown_stops_the_pods_before_the_node_goes_unknown_without_a_cordon()
     assert_eq!(w.vm_status(victim).await.status, "stopped");
     w.wait_ready(victim, "Unknown").await;
     let pods = Api::<Pod>::namespaced(w.kube.clone(), "default");
-    let p = pods.get(pod.metadata.name.as_deref().unwrap()).await.unwrap();
+    let p = pods
+        .get(pod.metadata.name.as_deref().unwrap())
+        .await
+        .unwrap();
     let st = p.status.unwrap();
     assert_eq!(st.phase.as_deref(), Some("Failed"));
     assert_eq!(st.reason.as_deref(), Some("Terminated"));
@@ -394,7 +419,14 @@ async fn a_reset_is_an_outage_after_which_containers_restart() {
             .unwrap_or(0)
     };
     let agent = w.agent_on(victim).await;
-    let boot = w.node(victim).await.status.unwrap().node_info.unwrap().boot_id;
+    let boot = w
+        .node(victim)
+        .await
+        .status
+        .unwrap()
+        .node_info
+        .unwrap()
+        .boot_id;
     assert_eq!(w.power(victim, VmAction::Reset).await, "OK");
     assert_eq!(w.vm_status(victim).await.status, "running");
     eventually("the agent's containers restarted in a new boot", || async {
@@ -410,7 +442,14 @@ async fn a_reset_is_an_outage_after_which_containers_restart() {
 async fn suspend_pauses_the_machine_and_resume_continues_the_same_boot() {
     let w = world(vec![], Timing::default()).await;
     let victim = WORKERS[0];
-    let boot = w.node(victim).await.status.unwrap().node_info.unwrap().boot_id;
+    let boot = w
+        .node(victim)
+        .await
+        .status
+        .unwrap()
+        .node_info
+        .unwrap()
+        .boot_id;
     assert_eq!(w.power(victim, VmAction::Suspend).await, "OK");
     let st = w.vm_status(victim).await;
     assert_eq!(
@@ -420,11 +459,25 @@ async fn suspend_pauses_the_machine_and_resume_continues_the_same_boot() {
     w.wait_ready(victim, "Unknown").await;
     // A paused VM cannot shut down.
     let (host, vmid) = w.vm(victim);
-    let e = w.pve.vm_action(&host, vmid, VmAction::Shutdown).await.unwrap_err();
-    assert!(e.to_string().contains("VM is paused - cannot shutdown"), "{e}");
+    let e = w
+        .pve
+        .vm_action(&host, vmid, VmAction::Shutdown)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("VM is paused - cannot shutdown"),
+        "{e}"
+    );
     assert_eq!(w.power(victim, VmAction::Resume).await, "OK");
     w.wait_ready(victim, "True").await;
-    let after = w.node(victim).await.status.unwrap().node_info.unwrap().boot_id;
+    let after = w
+        .node(victim)
+        .await
+        .status
+        .unwrap()
+        .node_info
+        .unwrap()
+        .boot_id;
     assert_eq!(after, boot, "a resume is not a reboot");
 }
 
@@ -436,11 +489,19 @@ async fn stopped_vms_refuse_reset_and_shutdown_and_the_task_log_ends_with_the_re
     let (host, vmid) = w.vm(victim);
     for a in [VmAction::Reset, VmAction::Shutdown] {
         let e = w.pve.vm_action(&host, vmid, a).await.unwrap_err();
-        assert!(e.to_string().contains(&format!("VM {vmid} not running")), "{e}");
+        assert!(
+            e.to_string().contains(&format!("VM {vmid} not running")),
+            "{e}"
+        );
     }
     let upid = w.pve.vm_action(&host, vmid, VmAction::Start).await.unwrap();
     eventually("start task", || async {
-        w.pve.task_status(&host, &upid).await.unwrap().finished().then_some(())
+        w.pve
+            .task_status(&host, &upid)
+            .await
+            .unwrap()
+            .finished()
+            .then_some(())
     })
     .await;
     let log: serde_json::Value = w
@@ -461,12 +522,18 @@ async fn ha_managed_vms_stop_and_start_through_the_ha_stack() {
     let (host, vmid) = w.vm(victim);
     let ha = w.pve.ha_resources().await.unwrap();
     let sid = format!("vm:{vmid}");
-    assert!(ha.iter().any(|r| r.sid == sid && r.state.as_deref() == Some("started")));
+    assert!(
+        ha.iter()
+            .any(|r| r.sid == sid && r.state.as_deref() == Some("started"))
+    );
     let upid = w.pve.vm_action(&host, vmid, VmAction::Stop).await.unwrap();
     assert_eq!(upid.split(':').nth(5), Some("hastop"));
     // The request state is persisted at once; the VM stops one CRM cycle later.
     let ha = w.pve.ha_resources().await.unwrap();
-    assert!(ha.iter().any(|r| r.sid == sid && r.state.as_deref() == Some("stopped")));
+    assert!(
+        ha.iter()
+            .any(|r| r.sid == sid && r.state.as_deref() == Some("stopped"))
+    );
     eventually("the CRM stops the VM", || async {
         let st = w.vm_status(victim).await;
         (st.status == "stopped"
@@ -583,7 +650,10 @@ async fn a_doubled_grace_period_doubles_the_time_to_unknown() {
     };
     let (a, b) = tokio::join!(time_to_unknown(base), time_to_unknown(doubled));
     let ratio = b / a;
-    assert!((1.6..2.4).contains(&ratio), "{a} ms vs {b} ms: ratio {ratio}");
+    assert!(
+        (1.6..2.4).contains(&ratio),
+        "{a} ms vs {b} ms: ratio {ratio}"
+    );
 }
 
 #[tokio::test]
@@ -597,7 +667,10 @@ async fn leases_conflict_like_the_api_server() {
     }))
     .unwrap();
     let created = leases.create(&PostParams::default(), &lease).await.unwrap();
-    let e = leases.create(&PostParams::default(), &lease).await.unwrap_err();
+    let e = leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .unwrap_err();
     match e {
         kube::Error::Api(s) => {
             assert_eq!((s.code, s.reason.as_str()), (409, "AlreadyExists"), "{s:?}")

@@ -9,12 +9,15 @@
 //! ([`types`]), the verbs and the service proxy ([`api`]), watches ([`watch`]), and the
 //! controllers that make failures propagate the way they do in a cluster ([`controllers`]):
 //! kubelets renewing node Leases, the node lifecycle controller (Ready → `Unknown` and the
-//! unreachable taints after the 40 s grace period), taint-based eviction after
-//! `tolerationSeconds` (300 s by default), Deployments, ReplicaSets, DaemonSets, a
+//! unreachable taints after the grace period, 50 s in v1.34), taint-based eviction after
+//! `tolerationSeconds` (300 s by default; a pod on a dead node stays Terminating until its
+//! kubelet returns or the node is deleted), the kubelet's graceful node shutdown
+//! ([`KubeTwin::begin_node_shutdown`]), Deployments, ReplicaSets, DaemonSets, a
 //! scheduler, the garbage collector, and the Endpoints and EndpointSlice controllers with
 //! kube-apiserver's endpoints for `default/kubernetes` (one address per control plane, port
-//! 6443), re-syncing only the Services that changes touch. Every emulated duration is
-//! multiplied by [`KubeSpec::time_scale`].
+//! 6443), re-syncing only the Services that changes touch. Every emulated duration comes
+//! from [`KubeSpec::timing`] multiplied by [`KubeSpec::time_scale`]; node and pod Ready
+//! transitions are logged ([`KubeTwin::transitions`]).
 //!
 //! Also emulated, for clients other than kube-rs:
 //! - server-side printing ([`table`]): `meta.k8s.io/v1` (and `v1beta1`) `Table` answers to
@@ -50,7 +53,8 @@
 //!
 //! Not emulated: RBAC and admission webhooks, field-manager conflict detection in apply,
 //! strategic merge of lists by key, rolling updates (old ReplicaSets drop to zero at once),
-//! graceful pod termination (deletes are immediate), the EndpointSlice mirroring controller
+//! graceful pod termination on a live node (its deletes are immediate), the node monitor
+//! period (Unknown exactly at the grace period's end), the EndpointSlice mirroring controller
 //! (Services without a selector get no slices), topology hints, protobuf, aggregated
 //! discovery, YAML request bodies, container logs and exec, readiness and liveness probes (a
 //! running container is ready), what images other than agnhost netexec serve (their declared

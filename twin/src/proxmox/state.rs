@@ -288,7 +288,9 @@ pub struct PowerEvent {
 enum Crm {
     Start,
     /// Stop: hard (`status/stop`, timeout 0) or graceful (`status/shutdown`).
-    Stop { graceful: bool },
+    Stop {
+        graceful: bool,
+    },
     /// The end of a graceful HA stop: the guest has shut down.
     Off,
 }
@@ -693,16 +695,18 @@ impl State {
 
     /// Whether a VM is under HA control (a resource with a state other than `ignored`).
     fn ha_managed(&self, vmid: u32) -> bool {
-        self.ha_requested
-            .get(&vmid)
-            .is_some_and(|s| s != "ignored")
+        self.ha_requested.get(&vmid).is_some_and(|s| s != "ignored")
     }
 
     /// The HA state a VM shows (`status/current` `ha`, `/cluster/resources` `hastate`).
     fn ha_json(&self, vmid: u32) -> Value {
         match self.ha_requested.get(&vmid) {
             Some(req) if req != "ignored" => {
-                let crm = self.ha_crm.get(&vmid).cloned().unwrap_or_else(|| req.clone());
+                let crm = self
+                    .ha_crm
+                    .get(&vmid)
+                    .cloned()
+                    .unwrap_or_else(|| req.clone());
                 json!({"managed": 1, "state": crm})
             }
             _ => json!({"managed": 0}),
@@ -723,7 +727,9 @@ impl State {
 
     fn ha_status(&self) -> Vec<Value> {
         let epoch = chrono::Utc::now().timestamp();
-        let stamp = chrono::Utc::now().format("%a %b %e %H:%M:%S %Y").to_string();
+        let stamp = chrono::Utc::now()
+            .format("%a %b %e %H:%M:%S %Y")
+            .to_string();
         let first = self.hosts.keys().next().cloned().unwrap_or_default();
         let mut out = vec![
             json!({"id": "quorum", "type": "quorum", "node": first, "status": "OK", "quorate": 1}),
@@ -731,13 +737,27 @@ impl State {
                 "status": format!("{first} (active, {stamp})"), "timestamp": epoch}),
         ];
         for (name, h) in &self.hosts {
-            let st = if h.online { "active" } else { "old timestamp - dead?" };
-            out.push(json!({"id": format!("lrm:{name}"), "type": "lrm", "node": name,
-                "status": format!("{name} ({st}, {stamp})"), "timestamp": epoch}));
+            let st = if h.online {
+                "active"
+            } else {
+                "old timestamp - dead?"
+            };
+            out.push(
+                json!({"id": format!("lrm:{name}"), "type": "lrm", "node": name,
+                "status": format!("{name} ({st}, {stamp})"), "timestamp": epoch}),
+            );
         }
         for (vmid, req) in &self.ha_requested {
-            let node = self.vms.get(vmid).map(|v| v.node.clone()).unwrap_or_default();
-            let crm = self.ha_crm.get(vmid).cloned().unwrap_or_else(|| req.clone());
+            let node = self
+                .vms
+                .get(vmid)
+                .map(|v| v.node.clone())
+                .unwrap_or_default();
+            let crm = self
+                .ha_crm
+                .get(vmid)
+                .cloned()
+                .unwrap_or_else(|| req.clone());
             out.push(json!({
                 "id": format!("service:vm:{vmid}"), "type": "service", "sid": format!("vm:{vmid}"),
                 "node": node, "crm_state": crm, "state": crm, "request_state": req,
@@ -787,7 +807,9 @@ impl State {
             (true, ["cluster", "status"]) => Answer::Data(self.cluster_status_now()),
             (true, ["cluster", "resources"]) => Answer::Data(self.resources(query)),
             (true, ["cluster", "ceph", "status"]) => Answer::Data(self.ceph.clone()),
-            (true, ["cluster", "ha", "resources"]) => Answer::Data(Value::Array(self.ha_resources())),
+            (true, ["cluster", "ha", "resources"]) => {
+                Answer::Data(Value::Array(self.ha_resources()))
+            }
             (true, ["cluster", "ha", "status", "current"]) => {
                 Answer::Data(Value::Array(self.ha_status()))
             }
@@ -823,7 +845,9 @@ impl State {
             Some(other) => Answer::Error(
                 400,
                 "Parameter verification failed.".into(),
-                Some(json!({"state": format!("value '{other}' does not have a value in the enumeration 'started, stopped, enabled, disabled, ignored'")})),
+                Some(
+                    json!({"state": format!("value '{other}' does not have a value in the enumeration 'started, stopped, enabled, disabled, ignored'")}),
+                ),
             ),
             None => Answer::Data(Value::Null),
         }
@@ -965,25 +989,27 @@ impl State {
                 };
                 self.vm_call(get, node, vmid, more, token_id)
             }
-            (true, ["tasks", upid, "log"]) => match self.tasks.get(*upid).filter(|t| t.node == node) {
-                Some(t) => {
-                    let mut lines = Vec::new();
-                    if t.applied {
-                        let last = if t.exit == "OK" {
-                            "TASK OK".to_string()
-                        } else {
-                            format!("TASK ERROR: {}", t.exit)
-                        };
-                        lines.push(json!({"n": 1, "t": last}));
+            (true, ["tasks", upid, "log"]) => {
+                match self.tasks.get(*upid).filter(|t| t.node == node) {
+                    Some(t) => {
+                        let mut lines = Vec::new();
+                        if t.applied {
+                            let last = if t.exit == "OK" {
+                                "TASK OK".to_string()
+                            } else {
+                                format!("TASK ERROR: {}", t.exit)
+                            };
+                            lines.push(json!({"n": 1, "t": last}));
+                        }
+                        Answer::Data(Value::Array(lines))
                     }
-                    Answer::Data(Value::Array(lines))
+                    None => Answer::Error(
+                        400,
+                        "Parameter verification failed.".into(),
+                        Some(json!({"upid": "no such task"})),
+                    ),
                 }
-                None => Answer::Error(
-                    400,
-                    "Parameter verification failed.".into(),
-                    Some(json!({"upid": "no such task"})),
-                ),
-            },
+            }
             (true, ["tasks", upid, "status"]) => {
                 match self.tasks.get(*upid).filter(|t| t.node == node) {
                     Some(t) => {
@@ -1069,7 +1095,12 @@ impl State {
         let t = self.timing.clone();
         let ha = self.ha_managed(vmid);
         let not_running = || Answer::Error(500, format!("VM {vmid} not running"), None);
-        type Plan = (&'static str, Option<(VmPower, PowerEventKind)>, f64, Option<String>);
+        type Plan = (
+            &'static str,
+            Option<(VmPower, PowerEventKind)>,
+            f64,
+            Option<String>,
+        );
         let plan: Plan = match (action, power) {
             ("start", _) if ha => {
                 self.ha_request(vmid, "started", false);
@@ -1093,7 +1124,12 @@ impl State {
                         Some("start failed: QEMU exited with code 1".into()),
                     )
                 } else {
-                    ("qmstart", Some((VmPower::Running, K::PoweredOn)), t.task_start, None)
+                    (
+                        "qmstart",
+                        Some((VmPower::Running, K::PoweredOn)),
+                        t.task_start,
+                        None,
+                    )
                 }
             }
             ("start", _) => (
@@ -1102,34 +1138,62 @@ impl State {
                 t.task_resume,
                 Some(format!("VM {vmid} already running")),
             ),
-            ("stop", _) => ("qmstop", Some((VmPower::Stopped, K::PoweredOff)), t.task_stop, None),
+            ("stop", _) => (
+                "qmstop",
+                Some((VmPower::Stopped, K::PoweredOff)),
+                t.task_stop,
+                None,
+            ),
             ("shutdown", VmPower::Paused) => {
                 return Answer::Error(500, "VM is paused - cannot shutdown".into(), None);
             }
             ("shutdown", VmPower::Running) => {
                 self.emit(vmid, K::AcpiShutdown);
-                ("qmshutdown", Some((VmPower::Stopped, K::PoweredOff)), t.task_shutdown, None)
+                (
+                    "qmshutdown",
+                    Some((VmPower::Stopped, K::PoweredOff)),
+                    t.task_shutdown,
+                    None,
+                )
             }
             ("shutdown" | "reset" | "reboot", VmPower::Stopped) => return not_running(),
-            ("reset", _) => ("qmreset", Some((VmPower::Running, K::Reset)), t.task_reset, None),
+            ("reset", _) => (
+                "qmreset",
+                Some((VmPower::Running, K::Reset)),
+                t.task_reset,
+                None,
+            ),
             ("reboot", VmPower::Paused) => return not_running(),
             ("reboot", _) => {
                 // The guest shuts down on the ACPI event; QEMU then starts it again.
                 self.emit(vmid, K::AcpiShutdown);
-                ("qmreboot", Some((VmPower::Running, K::PoweredOn)), t.task_reboot, None)
+                (
+                    "qmreboot",
+                    Some((VmPower::Running, K::PoweredOn)),
+                    t.task_reboot,
+                    None,
+                )
             }
-            ("suspend", VmPower::Running) => {
-                ("qmpause", Some((VmPower::Paused, K::Paused)), t.task_suspend, None)
-            }
+            ("suspend", VmPower::Running) => (
+                "qmpause",
+                Some((VmPower::Paused, K::Paused)),
+                t.task_suspend,
+                None,
+            ),
             ("suspend", _) => return not_running(),
-            ("resume", VmPower::Paused) => {
-                ("qmresume", Some((VmPower::Running, K::Resumed)), t.task_resume, None)
-            }
+            ("resume", VmPower::Paused) => (
+                "qmresume",
+                Some((VmPower::Running, K::Resumed)),
+                t.task_resume,
+                None,
+            ),
             ("resume", _) => return not_running(),
             _ => {
                 return Answer::Error(
                     501,
-                    format!("Method 'POST /nodes/{node}/qemu/{vmid}/status/{action}' not implemented"),
+                    format!(
+                        "Method 'POST /nodes/{node}/qemu/{vmid}/status/{action}' not implemented"
+                    ),
                     None,
                 );
             }

@@ -342,7 +342,8 @@ pub(crate) fn kubelets_and_lifecycle(
             .get(&g, "", &name)
             .and_then(|n| condition_status(&n, "Ready").map(str::to_string));
         if let Some(to) = after.filter(|a| before.as_ref() != Some(a)) {
-            sim.transitions.push(Transition::now(TransitionKind::Node, &name, &name, &to));
+            sim.transitions
+                .push(Transition::now(TransitionKind::Node, &name, &name, &to));
         }
         if let Some(node) = store.get(&g, "", &name) {
             set_taints(&node, health, store);

@@ -15,11 +15,11 @@ use super::super::select::{FieldSelector, Filter, LabelSelector, labels_of};
 use super::super::store::{Store, now_time};
 use super::super::types::Gvr;
 use super::runtime::{CRASH_RUN_SECS, Crash, PodRuntime};
-use crate::kube::{Transition, TransitionKind};
 use super::{
     Clock, NodeSim, Sim, Wake, condition_status, deleting, gvr_nodes, gvr_pods, name_of, ns_of,
     remove, set_condition, tolerates, uid_of, write, write_status,
 };
+use crate::kube::{Transition, TransitionKind};
 
 fn pods_on(store: &Store, node: &str) -> Vec<std::sync::Arc<Value>> {
     let filter = Filter {
@@ -103,9 +103,12 @@ pub(crate) fn evict(store: &mut Store, sim: &mut Sim, clock: Clock, wake: &mut W
                 .get(name_of(node))
                 .is_some_and(|n| n.posting(clock));
             match deadline {
-                _ if now => {
-                    terminate(store, &pod, kubelet, "taint manager: untolerated NoExecute taint")
-                }
+                _ if now => terminate(
+                    store,
+                    &pod,
+                    kubelet,
+                    "taint manager: untolerated NoExecute taint",
+                ),
                 Some(d) if d <= clock.now => {
                     terminate(store, &pod, kubelet, "taint manager: toleration expired")
                 }
@@ -192,7 +195,8 @@ pub(crate) fn shutdown_pods(store: &mut Store, sim: &mut Sim, node: &str) {
         write_status(store, &gvr_pods(), &pod, status);
         if was_ready {
             let name = format!("{}/{}", ns_of(&pod), name_of(&pod));
-            sim.transitions.push(Transition::now(TransitionKind::Pod, &name, node, "False"));
+            sim.transitions
+                .push(Transition::now(TransitionKind::Pod, &name, node, "False"));
         }
         // The runtime's containers of this pod are gone.
         sim.runtimes.remove(uid_of(&pod));
@@ -548,7 +552,11 @@ pub(crate) fn kubelet_pods(store: &mut Store, sim: &mut Sim, clock: Clock, wake:
             .as_str()
             .and_then(|n| sim.nodes.get(n))
             .is_some_and(|n| n.posting(clock));
-        if posting && pod["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty) {
+        if posting
+            && pod["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+        {
             remove(store, &gvr_pods(), pod, "kubelet: pod terminated");
         }
     }
