@@ -21,14 +21,12 @@ use twin::omni::Resource;
 use twin::{Timing, Twin, TwinOptions};
 
 const CLUSTER: &str = "talos-prod-01";
-const WORKERS: [&str; 2] = [
-    "talos-prod-01-workers-aaaaaa",
-    "talos-prod-01-workers-bbbbbb",
-];
 const SCALE: f64 = 0.01;
 
 struct World {
     twin: Twin,
+    /// The two workers' node names (= VM names = MachineRequest ids), in name order.
+    workers: Vec<String>,
     pve: ProxmoxClient,
     kube: Client,
     _dir: tempfile::TempDir,
@@ -46,17 +44,14 @@ async fn world(faults: Vec<Fault>, timing: Timing) -> World {
     })
     .await
     .unwrap();
-    for w in WORKERS {
-        twin.omni.put(
-            Resource::new(
-                "MachineRequests.omni.sidero.dev",
-                "infra-provider",
-                w,
-                json!({"providerdata": "cores: 2\nmemory: 4096\ndisk_size: 10\nstorage_selector: name == \"vm_ssd\"\n"}),
-            )
-            .with_label("omni.sidero.dev/machine-request-set", format!("{CLUSTER}-workers")),
-        );
-    }
+    // Omni's MachineRequestSet controller makes the two MachineRequests; the twin's infra
+    // provider creates their VMs.
+    twin.omni.put(Resource::in_default_namespace(
+        "MachineRequestSets.omni.sidero.dev",
+        format!("{CLUSTER}-workers"),
+        json!({"machinecount": 2, "providerid": twin::PROVIDER_ID, "talosversion": "v1.11.5",
+            "providerdata": "cores: 2\nmemory: 4096\ndisk_size: 10\nstorage_selector: name == \"vm_ssd\"\n"}),
+    ));
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("s");
     std::fs::copy(twin.dir().join("proxmox-token-secret"), &secret).unwrap();
@@ -102,13 +97,28 @@ async fn world(faults: Vec<Fault>, timing: Timing) -> World {
         .create(&PostParams::default(), &svc)
         .await
         .unwrap();
+    let nodes = Api::<Node>::all(kube.clone());
+    let mut workers = eventually("two worker nodes", || async {
+        let names: Vec<String> = nodes
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect();
+        (names.len() == 2).then_some(names)
+    })
+    .await;
+    workers.sort();
     let w = World {
         twin,
+        workers,
         pve,
         kube,
         _dir: dir,
     };
-    for n in WORKERS {
+    for n in &w.workers {
         w.wait_ready(n, "True").await;
     }
     Api::<Deployment>::namespaced(w.kube.clone(), "default")
@@ -201,6 +211,15 @@ impl World {
         self.pve.vm_status(&host, vmid).await.unwrap()
     }
 
+    /// ClusterStatus `machines.connected`.
+    fn cluster_connected(&self) -> i64 {
+        self.twin
+            .omni
+            .get("ClusterStatuses.omni.sidero.dev", "default", CLUSTER)
+            .and_then(|r| r.spec["machines"]["connected"].as_i64())
+            .unwrap_or(-1)
+    }
+
     fn machine_connected(&self, node: &str) -> Option<bool> {
         let (_, vmid) = self.vm(node);
         let cfg = self.twin.proxmox.vm_config(vmid)?;
@@ -229,7 +248,7 @@ impl World {
 #[tokio::test]
 async fn a_stopped_worker_goes_unknown_its_pods_move_and_a_start_brings_it_back() {
     let w = world(vec![], Timing::default()).await;
-    let victim = WORKERS[0];
+    let victim = w.workers[0].as_str();
     // The config carries the SMBIOS uuid = the Omni machine id = the node's systemUUID.
     let (_, vmid) = w.vm(victim);
     let cfg = w.twin.proxmox.vm_config(vmid).unwrap();
@@ -243,6 +262,7 @@ async fn a_stopped_worker_goes_unknown_its_pods_move_and_a_start_brings_it_back(
         .system_uuid;
     assert_eq!(cfg["smbios1"], json!(format!("uuid={system_uuid}")));
     assert_eq!(w.machine_connected(victim), Some(true));
+    assert_eq!(w.cluster_connected(), 2);
 
     assert_eq!(w.power(victim, VmAction::Stop).await, "OK");
     assert_eq!(w.vm_status(victim).await.status, "stopped");
@@ -295,6 +315,7 @@ async fn a_stopped_worker_goes_unknown_its_pods_move_and_a_start_brings_it_back(
         (w.machine_connected(victim) == Some(false)).then_some(())
     })
     .await;
+    assert_eq!(w.cluster_connected(), 1);
     // After the 300 s toleration: Terminating (kept, the kubelet is gone), a replacement.
     eventually("the pod is Terminating and replaced", || async {
         let pods = w.web_pods().await;
@@ -308,7 +329,7 @@ async fn a_stopped_worker_goes_unknown_its_pods_move_and_a_start_brings_it_back(
             .iter()
             .filter(|p| p.metadata.uid != pod.metadata.uid)
             .collect();
-        (new.len() == 2 && new.iter().all(|p| node_of(p) == WORKERS[1] && ready(p))).then_some(())
+        (new.len() == 2 && new.iter().all(|p| node_of(p) == w.workers[1] && ready(p))).then_some(())
     })
     .await;
     // The DaemonSet's agent stays.
@@ -354,7 +375,7 @@ async fn a_stopped_worker_goes_unknown_its_pods_move_and_a_start_brings_it_back(
     })
     .await;
     eventually("Omni sees the machine again", || async {
-        (w.machine_connected(victim) == Some(true)).then_some(())
+        (w.machine_connected(victim) == Some(true) && w.cluster_connected() == 2).then_some(())
     })
     .await;
 }
@@ -362,7 +383,7 @@ async fn a_stopped_worker_goes_unknown_its_pods_move_and_a_start_brings_it_back(
 #[tokio::test]
 async fn shutdown_stops_the_pods_before_the_node_goes_unknown_without_a_cordon() {
     let w = world(vec![], Timing::default()).await;
-    let victim = WORKERS[1];
+    let victim = w.workers[1].as_str();
     let pod = w
         .web_pods()
         .await
@@ -410,7 +431,7 @@ async fn shutdown_stops_the_pods_before_the_node_goes_unknown_without_a_cordon()
 #[tokio::test]
 async fn a_reset_is_an_outage_after_which_containers_restart() {
     let w = world(vec![], Timing::default()).await;
-    let victim = WORKERS[0];
+    let victim = w.workers[0].as_str();
     let restarts = |p: &Pod| {
         p.status
             .as_ref()
@@ -441,7 +462,7 @@ async fn a_reset_is_an_outage_after_which_containers_restart() {
 #[tokio::test]
 async fn suspend_pauses_the_machine_and_resume_continues_the_same_boot() {
     let w = world(vec![], Timing::default()).await;
-    let victim = WORKERS[0];
+    let victim = w.workers[0].as_str();
     let boot = w
         .node(victim)
         .await
@@ -484,7 +505,7 @@ async fn suspend_pauses_the_machine_and_resume_continues_the_same_boot() {
 #[tokio::test]
 async fn stopped_vms_refuse_reset_and_shutdown_and_the_task_log_ends_with_the_result() {
     let w = world(vec![], Timing::default()).await;
-    let victim = WORKERS[0];
+    let victim = w.workers[0].as_str();
     assert_eq!(w.power(victim, VmAction::Stop).await, "OK");
     let (host, vmid) = w.vm(victim);
     for a in [VmAction::Reset, VmAction::Shutdown] {
@@ -518,7 +539,7 @@ async fn stopped_vms_refuse_reset_and_shutdown_and_the_task_log_ends_with_the_re
 #[tokio::test]
 async fn ha_managed_vms_stop_and_start_through_the_ha_stack() {
     let w = world(vec![Fault::VictimHaManaged], Timing::default()).await;
-    let victim = WORKERS[0];
+    let victim = w.workers[0].as_str();
     let (host, vmid) = w.vm(victim);
     let ha = w.pve.ha_resources().await.unwrap();
     let sid = format!("vm:{vmid}");
@@ -566,7 +587,7 @@ async fn ha_managed_vms_stop_and_start_through_the_ha_stack() {
 #[tokio::test]
 async fn the_first_start_of_a_vm_fails_once_with_vm_start_fails_once() {
     let w = world(vec![Fault::VmStartFailsOnce], Timing::default()).await;
-    let victim = WORKERS[0];
+    let victim = w.workers[0].as_str();
     assert_eq!(w.power(victim, VmAction::Stop).await, "OK");
     assert_eq!(
         w.power(victim, VmAction::Start).await,
@@ -581,7 +602,7 @@ async fn the_first_start_of_a_vm_fails_once_with_vm_start_fails_once() {
 #[tokio::test]
 async fn with_node_never_recovers_the_vm_runs_but_the_node_stays_not_ready() {
     let w = world(vec![Fault::NodeNeverRecovers], Timing::default()).await;
-    let victim = WORKERS[0];
+    let victim = w.workers[0].as_str();
     assert_eq!(w.power(victim, VmAction::Stop).await, "OK");
     w.wait_ready(victim, "Unknown").await;
     assert_eq!(w.power(victim, VmAction::Start).await, "OK");
