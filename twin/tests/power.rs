@@ -310,6 +310,19 @@ async fn a_stopped_worker_goes_unknown_its_pods_move_and_a_start_brings_it_back(
         (ips.len() == 1 && !ips.contains(&ip)).then_some(())
     })
     .await;
+    // The API server's proxy to the pod on the dead node: its dial times out, 503 with a
+    // Status (k8s.io/apimachinery/pkg/util/proxy transport.go: "error trying to reach
+    // service: …"), never 200.
+    let path = format!(
+        "/api/v1/namespaces/default/pods/{}:8080/proxy/hostname",
+        pod.metadata.name.clone().unwrap()
+    );
+    let (code, _, body) = support::raw(&w.kube, "GET", &path).await;
+    assert_eq!(code, 503, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["kind"], "Status");
+    let msg = status["message"].as_str().unwrap();
+    assert!(msg.starts_with("error trying to reach service: "), "{msg}");
     // Omni notices once the link's last handshake is older than the peer-down interval.
     eventually("Omni marks the machine disconnected", || async {
         (w.machine_connected(victim) == Some(false)).then_some(())
@@ -457,6 +470,53 @@ async fn a_reset_is_an_outage_after_which_containers_restart() {
     })
     .await;
     w.wait_ready(victim, "True").await;
+}
+
+#[tokio::test]
+async fn a_reboot_shuts_the_guest_down_then_boots_it_again() {
+    let w = world(vec![], Timing::default()).await;
+    let victim = w.workers[0].as_str();
+    let (host, vmid) = w.vm(victim);
+    let boot = w
+        .node(victim)
+        .await
+        .status
+        .unwrap()
+        .node_info
+        .unwrap()
+        .boot_id;
+    let pod = w
+        .web_pods()
+        .await
+        .into_iter()
+        .find(|p| node_of(p) == victim)
+        .unwrap();
+    let upid = w
+        .pve
+        .post(&format!("/nodes/{host}/qemu/{vmid}/status/reboot"), &[])
+        .await
+        .unwrap();
+    let upid = upid.as_str().unwrap().to_string();
+    assert_eq!(upid.split(':').nth(5), Some("qmreboot"));
+    eventually("the reboot task", || async {
+        let s = w.pve.task_status(&host, &upid).await.unwrap();
+        s.finished().then(|| assert!(s.succeeded(), "{s:?}"))
+    })
+    .await;
+    assert_eq!(w.vm_status(victim).await.status, "running");
+    // The guest's graceful shutdown stopped the pod; the node comes back in a new boot.
+    let pods = Api::<Pod>::namespaced(w.kube.clone(), "default");
+    let p = pods
+        .get(pod.metadata.name.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(p.status.unwrap().phase.as_deref(), Some("Failed"));
+    eventually("a new boot, Ready", || async {
+        let n = w.node(victim).await;
+        let ready = w.node_ready(victim).await;
+        (n.status?.node_info?.boot_id != boot && ready.as_deref() == Some("True")).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
