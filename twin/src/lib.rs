@@ -323,7 +323,7 @@ impl Twin {
             omnictl: &omnictl,
             cilium: &cilium,
         };
-        let text = lab_file(&proxmox, &dns, &omni, &files, opts.time_scale);
+        let text = lab_file(&proxmox, &dns, &omni, &files, opts.time_scale, &opts.timing);
         std::fs::write(&lab, text)
             .map_err(|e| TwinError::Io("write the twin's lab file".into(), e))?;
         Ok(Twin {
@@ -423,6 +423,7 @@ fn lab_file(
     o: &omni::OmniTwin,
     f: &LabFiles,
     time_scale: f64,
+    timing: &Timing,
 ) -> String {
     let q = |p: &Path| format!("{:?}", p.display().to_string());
     let crds = f.fixtures.twin("gateway-api/standard-install.yaml");
@@ -435,6 +436,14 @@ fn lab_file(
     let verify_timeout = scaled(300.0, 3000);
     let restart_window = scaled(30.0, 500);
     let pending_bound = scaled(300.0, 3000);
+    // Chaos bounds from the twin's own timing: a doubled grace period gives a longer
+    // detection bound. (Omni's link-down detection, `timing.omni_link_down_after`, is
+    // longer than detect_timeout with the real defaults; reschedule_timeout covers it.)
+    let grace = timing.node_monitor_grace;
+    let detect_timeout = scaled(2.0 * grace + 20.0, 1000);
+    let reschedule_timeout = scaled(grace + timing.default_toleration + 120.0, 3000);
+    let recovery_timeout = scaled(600.0, 5000);
+    let restore_timeout = scaled(300.0, 3000);
     format!(
         r#"# Lab file of the built-in twin (written at start; every key: docs/lab-file.md).
 name = "twin"
@@ -481,6 +490,14 @@ gateway_api_crds = {crds}
 timeout = "{verify_timeout}"
 restart_window = "{restart_window}"
 pending_bound = "{pending_bound}"
+
+# The chaos experiment's bounds, from the twin's timing at its pace.
+[chaos]
+detect_timeout = "{detect_timeout}"
+reschedule_timeout = "{reschedule_timeout}"
+recovery_timeout = "{recovery_timeout}"
+restore_timeout = "{restore_timeout}"
+probe_interval = "50ms"
 "#,
         endpoint = o.endpoint(),
         omnictl = q(f.omnictl),
@@ -504,6 +521,10 @@ pending_bound = "{pending_bound}"
         verify_timeout = verify_timeout,
         restart_window = restart_window,
         pending_bound = pending_bound,
+        detect_timeout = detect_timeout,
+        reschedule_timeout = reschedule_timeout,
+        recovery_timeout = recovery_timeout,
+        restore_timeout = restore_timeout,
     )
 }
 

@@ -777,3 +777,52 @@ async fn leases_conflict_like_the_api_server() {
         e => panic!("{e}"),
     }
 }
+
+/// The `[chaos]` bounds of the twin's lab file, in milliseconds.
+async fn chaos_bounds(timing: Timing) -> std::collections::BTreeMap<String, u64> {
+    harness::proxmox::tls::install_default_provider();
+    let t = Twin::start(TwinOptions {
+        timing,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let text = std::fs::read_to_string(t.lab_path()).unwrap();
+    // The `[chaos]` table's `key = "<n>ms"` lines (the twin writes milliseconds).
+    let section = text.split("\n[chaos]\n").nth(1).unwrap();
+    let out = section
+        .lines()
+        .take_while(|l| !l.starts_with('['))
+        .filter_map(|l| l.split_once(" = "))
+        .map(|(k, v)| {
+            let ms = v.trim_matches('"').strip_suffix("ms").unwrap();
+            (k.to_string(), ms.parse::<u64>().unwrap())
+        })
+        .collect();
+    t.shutdown().await;
+    out
+}
+
+#[tokio::test]
+async fn the_lab_files_chaos_bounds_follow_the_timing() {
+    let base = chaos_bounds(Timing::default()).await;
+    let doubled = chaos_bounds(Timing {
+        node_monitor_grace: 100.0,
+        ..Timing::default()
+    })
+    .await;
+    for k in [
+        "detect_timeout",
+        "reschedule_timeout",
+        "recovery_timeout",
+        "restore_timeout",
+        "probe_interval",
+    ] {
+        assert!(base.contains_key(k), "{k} missing: {base:?}");
+    }
+    // 2 × 50 s + 20 s at the default scale 0.01.
+    assert_eq!(base["detect_timeout"], 1200);
+    assert!(doubled["detect_timeout"] > base["detect_timeout"]);
+    assert!(doubled["reschedule_timeout"] > base["reschedule_timeout"]);
+    assert_eq!(doubled["recovery_timeout"], base["recovery_timeout"]);
+}
