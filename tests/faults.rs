@@ -57,6 +57,8 @@ fn diagnosis_words(f: Fault) -> &'static [&'static str] {
         | Fault::CrashloopPod
         | Fault::NodeNeverReady
         | Fault::CrossNodeDrop => &[],
+        // Chaos faults: `preflight` does not run chaos::node_failure (tests/chaos.rs does).
+        Fault::NodeNeverRecovers | Fault::VmStartFailsOnce | Fault::VictimHaManaged => &[],
     }
 }
 

@@ -40,6 +40,15 @@ pub enum Fault {
     /// Pod traffic between the first two workers to join is dropped: connections between
     /// their pods time out, everything else works.
     CrossNodeDrop,
+    /// After a node failure the VM runs again but its node never turns Ready (its kubelet
+    /// comes back without finding the CNI configuration).
+    NodeNeverRecovers,
+    /// The first start task of each VM fails (`start failed: QEMU exited with code 1`); a
+    /// second start succeeds.
+    VmStartFailsOnce,
+    /// Every VM is HA-managed (an HA resource, state `started`): a plain stop would persist
+    /// the HA request state `stopped`.
+    VictimHaManaged,
 }
 
 /// The verdict a fault must produce in its scenario.
@@ -50,7 +59,7 @@ pub enum Expect {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 13] = [
+    pub const ALL: [Fault; 16] = [
         Fault::DnsPublicOnHosts,
         Fault::DnsLanWrongAnswer,
         Fault::StorageMissing,
@@ -64,6 +73,9 @@ impl Fault {
         Fault::CrashloopPod,
         Fault::NodeNeverReady,
         Fault::CrossNodeDrop,
+        Fault::NodeNeverRecovers,
+        Fault::VmStartFailsOnce,
+        Fault::VictimHaManaged,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +93,9 @@ impl Fault {
             Fault::CrashloopPod => "crashloop-pod",
             Fault::NodeNeverReady => "node-never-ready",
             Fault::CrossNodeDrop => "cross-node-drop",
+            Fault::NodeNeverRecovers => "node-never-recovers",
+            Fault::VmStartFailsOnce => "vm-start-fails-once",
+            Fault::VictimHaManaged => "victim-ha-managed",
         }
     }
 
@@ -99,6 +114,13 @@ impl Fault {
             Fault::CrashloopPod => ("dod::core_pods", Expect::Fail),
             Fault::NodeNeverReady => ("dod::all_nodes_ready", Expect::Fail),
             Fault::CrossNodeDrop => ("dod::connectivity", Expect::Fail),
+            // The chaos experiment: the node never recovers (fail, the VM is running); the
+            // restore retries the failed start and says so (the run passes); an HA-managed
+            // victim is refused before any VM is touched.
+            Fault::NodeNeverRecovers | Fault::VictimHaManaged => {
+                ("chaos::node_failure", Expect::Fail)
+            }
+            Fault::VmStartFailsOnce => ("chaos::node_failure", Expect::Warn),
         }
     }
 }

@@ -13,8 +13,10 @@ pub mod dns;
 pub mod faults;
 pub mod kube;
 pub mod omni;
+pub mod power;
 pub mod provider;
 pub mod proxmox;
+pub mod timing;
 pub mod world;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -22,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use faults::Fault;
+pub use timing::Timing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TwinError {
@@ -46,6 +49,11 @@ pub struct TwinOptions {
     /// keep the bundled inventory (three 64 GiB hosts); any other size gets a generated
     /// template and as many 512 GiB hosts as its VMs need ([`TwinSize::hosts`]).
     pub size: TwinSize,
+    /// Every emulated duration in real seconds (each scaled by `time_scale`).
+    pub timing: Timing,
+    /// Whether the VMs the provider creates are HA-managed (an HA resource each, state
+    /// `started`); the `victim-ha-managed` fault sets it too.
+    pub ha_managed: bool,
 }
 
 impl Default for TwinOptions {
@@ -55,6 +63,8 @@ impl Default for TwinOptions {
             time_scale: 0.01,
             exe: None,
             size: TwinSize::SEED,
+            timing: Timing::default(),
+            ha_managed: false,
         }
     }
 }
@@ -127,7 +137,7 @@ impl TwinSize {
         (self != TwinSize::SEED).then(|| proxmox::HostSizing {
             hosts: self.hosts(),
             host_memory: SIZED_HOST_MEMORY,
-            shared_storage: (u64::from(self.workers) * WORKER_DISK_GIB << 30) * 3 / 2,
+            shared_storage: ((u64::from(self.workers) * WORKER_DISK_GIB) << 30) * 3 / 2,
         })
     }
 }
@@ -200,6 +210,8 @@ impl Twin {
                 token_secret: secret.clone(),
                 faults: opts.faults.clone(),
                 time_scale: opts.time_scale,
+                timing: opts.timing.clone(),
+                ha_managed: opts.ha_managed,
             })
             .await?,
         );
@@ -222,6 +234,7 @@ impl Twin {
             kube::KubeTwin::start(kube::KubeSpec {
                 token: token_secret(),
                 time_scale: opts.time_scale,
+                timing: opts.timing.clone(),
             })
             .await?,
         );
@@ -264,7 +277,10 @@ impl Twin {
             provider_id: PROVIDER_ID.into(),
             connected: !opts.faults.contains(&Fault::ProviderDisconnected),
             time_scale: opts.time_scale,
+            timing: opts.timing.clone(),
+            faults: opts.faults.clone(),
         });
+        let power = tokio::spawn(Arc::clone(&world).run_power());
         let provider = tokio::spawn(world.run());
         let dir = tempfile::Builder::new()
             .prefix("clusterproof-twin-")
@@ -307,7 +323,15 @@ impl Twin {
             omnictl: &omnictl,
             cilium: &cilium,
         };
-        let text = lab_file(&proxmox, &dns, &omni, &files, opts.time_scale, opts.size);
+        let text = lab_file(
+            &proxmox,
+            &dns,
+            &omni,
+            &files,
+            opts.time_scale,
+            opts.size,
+            &opts.timing,
+        );
         std::fs::write(&lab, text)
             .map_err(|e| TwinError::Io("write the twin's lab file".into(), e))?;
         Ok(Twin {
@@ -316,7 +340,7 @@ impl Twin {
             kube,
             omni,
             faults: opts.faults,
-            tasks: vec![cni, provider],
+            tasks: vec![cni, provider, power],
             dir,
             lab,
         })
@@ -408,6 +432,7 @@ fn lab_file(
     f: &LabFiles,
     time_scale: f64,
     size: TwinSize,
+    timing: &Timing,
 ) -> String {
     let q = |p: &Path| format!("{:?}", p.display().to_string());
     let crds = f.fixtures.twin("gateway-api/standard-install.yaml");
@@ -424,6 +449,14 @@ fn lab_file(
     let verify_timeout = scaled(300.0, 3000);
     let restart_window = scaled(30.0, 500);
     let pending_bound = scaled(300.0, 3000);
+    // Chaos bounds from the twin's own timing: a doubled grace period gives a longer
+    // detection bound. (Omni's link-down detection, `timing.omni_link_down_after`, is
+    // longer than detect_timeout with the real defaults; reschedule_timeout covers it.)
+    let grace = timing.node_monitor_grace;
+    let detect_timeout = scaled(2.0 * grace + 20.0, 1000);
+    let reschedule_timeout = scaled(grace + timing.default_toleration + 120.0, 3000);
+    let recovery_timeout = scaled(600.0, 5000);
+    let restore_timeout = scaled(300.0, 3000);
     format!(
         r#"# Lab file of the built-in twin (written at start; every key: docs/lab-file.md).
 name = "twin"
@@ -473,6 +506,14 @@ gateway_api_crds = {crds}
 timeout = "{verify_timeout}"
 restart_window = "{restart_window}"
 pending_bound = "{pending_bound}"
+
+# The chaos experiment's bounds, from the twin's timing at its pace.
+[chaos]
+detect_timeout = "{detect_timeout}"
+reschedule_timeout = "{reschedule_timeout}"
+recovery_timeout = "{recovery_timeout}"
+restore_timeout = "{restore_timeout}"
+probe_interval = "50ms"
 "#,
         endpoint = o.endpoint(),
         omnictl = q(f.omnictl),
@@ -496,6 +537,10 @@ pending_bound = "{pending_bound}"
         verify_timeout = verify_timeout,
         restart_window = restart_window,
         pending_bound = pending_bound,
+        detect_timeout = detect_timeout,
+        reschedule_timeout = reschedule_timeout,
+        recovery_timeout = recovery_timeout,
+        restore_timeout = restore_timeout,
     )
 }
 

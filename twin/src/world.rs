@@ -29,6 +29,10 @@ pub struct World {
     /// `false` with the `provider-disconnected` fault: requests are never picked up.
     pub connected: bool,
     pub time_scale: f64,
+    /// Every emulated duration (boot, Omni's link timing, …), in real seconds.
+    pub timing: crate::timing::Timing,
+    /// The twin's faults (the power physics plays `node-never-recovers`).
+    pub faults: Vec<crate::faults::Fault>,
 }
 
 const MR: &str = "MachineRequests.omni.sidero.dev";
@@ -134,7 +138,7 @@ impl World {
         };
         let ((created, uuid), cp) = (vm, set.ends_with("-control-planes"));
         self.status(&req, 2, "Provision Complete", "", &uuid);
-        tokio::time::sleep(self.scaled(30.0)).await; // boot
+        tokio::time::sleep(self.scaled(self.timing.boot)).await;
 
         // SideroLink: the VM resolves Omni through its host's DNS.
         let answer = self
@@ -215,7 +219,7 @@ impl World {
     /// What Omni's status controllers derive from the machines (omni.md §5.3): per machine set
     /// a MachineSetStatus, and for the cluster ClusterStatus, LoadBalancerStatus and the upgrade
     /// statuses — RUNNING and ready once every requested machine is connected.
-    fn update_cluster_status(&self, cluster: &str) {
+    pub(crate) fn update_cluster_status(&self, cluster: &str) {
         use crate::omni::{LABEL_CLUSTER, LABEL_MACHINE_SET};
         // Machines connect concurrently: reading the members and writing the statuses is one
         // step, or a stale count written last would win (Omni's controllers run serially).
@@ -238,9 +242,11 @@ impl World {
             (0i64, 0i64, true, 0i64);
         for set in &sets {
             let requested = set.spec["machinecount"].as_i64().unwrap_or(0);
+            // Members whose link is up (omni.md §5: the `connected` label).
             let connected = members
                 .iter()
                 .filter(|m| m.label(LABEL_MACHINE_SET) == Some(set.metadata.id.as_str()))
+                .filter(|m| m.label("omni.sidero.dev/connected").is_some())
                 .count() as i64;
             let running = connected >= requested;
             all_running &= running;

@@ -33,6 +33,7 @@ async fn start() -> KubeTwin {
     KubeTwin::start(KubeSpec {
         token: TOKEN.into(),
         time_scale: 0.01,
+        timing: Default::default(),
     })
     .await
     .unwrap()
@@ -806,8 +807,13 @@ async fn evicted_pods_are_recreated_on_another_node_daemonset_stays() {
     })
     .await;
     assert_ne!(replacement.name_any(), first.name_any());
-    let e = api_status(pods.get(&first.name_any()).await.unwrap_err());
-    assert!(e.is_not_found(), "the evicted pod is gone");
+    // The evicted pod stays Terminating while its kubelet is gone (it cannot confirm).
+    let evicted = pods.get(&first.name_any()).await.unwrap();
+    assert!(
+        evicted.metadata.deletion_timestamp.is_some(),
+        "the evicted pod is Terminating"
+    );
+    assert_eq!(evicted.metadata.deletion_grace_period_seconds, Some(30));
     // The DaemonSet pod on the dead node tolerates unreachable: still there.
     assert!(sys_pods.get_opt(&agent_on_victim).await.unwrap().is_some());
     t.shutdown().await;

@@ -27,6 +27,7 @@ async fn start() -> KubeTwin {
     KubeTwin::start(KubeSpec {
         token: "surface-token".into(),
         time_scale: 0.01,
+        timing: Default::default(),
     })
     .await
     .unwrap()
@@ -533,6 +534,8 @@ async fn proxmox_requests_are_counted_by_path_template() {
         token_secret: "s".into(),
         faults: vec![],
         time_scale: 0.01,
+        timing: Default::default(),
+        ha_managed: false,
     })
     .await
     .unwrap();

@@ -19,6 +19,8 @@ async fn twin() -> ProxmoxTwin {
         token_secret: SECRET.into(),
         faults: vec![],
         time_scale: 0.01,
+        timing: Default::default(),
+        ha_managed: false,
     })
     .await
     .unwrap()

@@ -17,6 +17,8 @@ async fn twin(faults: Vec<Fault>) -> ProxmoxTwin {
         token_secret: "s".into(),
         faults,
         time_scale: 0.01,
+        timing: Default::default(),
+        ha_managed: false,
     })
     .await
     .unwrap()

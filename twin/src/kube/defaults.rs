@@ -37,7 +37,7 @@ fn is(rt: &ResourceType, group: &str, plural: &str) -> bool {
 /// Defaults and validation before an object is first stored.
 pub fn on_create(store: &mut Store, rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
     if is(rt, "", "pods") {
-        pod_defaults(obj);
+        pod_defaults(obj, store.default_toleration_secs);
     } else if is(rt, "apps", "deployments") {
         workload_defaults(rt, obj, true)?;
         set_default(
@@ -101,7 +101,7 @@ pub fn on_update(rt: &ResourceType, old: &Value, new: &mut Value) -> Result<(), 
     Ok(())
 }
 
-fn pod_defaults(obj: &mut Value) {
+fn pod_defaults(obj: &mut Value, toleration_secs: i64) {
     let spec = &mut obj["spec"];
     set_default(spec, "restartPolicy", json!("Always"));
     set_default(spec, "dnsPolicy", json!("ClusterFirst"));
@@ -127,7 +127,7 @@ fn pod_defaults(obj: &mut Value) {
         if !covered {
             tolerations.push(
                 json!({"key": key, "operator": "Exists", "effect": "NoExecute",
-                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS}),
+                "tolerationSeconds": toleration_secs}),
             );
         }
     }

@@ -9,12 +9,15 @@
 //! ([`types`]), the verbs and the service proxy ([`api`]), watches ([`watch`]), and the
 //! controllers that make failures propagate the way they do in a cluster ([`controllers`]):
 //! kubelets renewing node Leases, the node lifecycle controller (Ready → `Unknown` and the
-//! unreachable taints after the 40 s grace period), taint-based eviction after
-//! `tolerationSeconds` (300 s by default), Deployments, ReplicaSets, DaemonSets, a
+//! unreachable taints after the grace period, 50 s in v1.34), taint-based eviction after
+//! `tolerationSeconds` (300 s by default; a pod on a dead node stays Terminating until its
+//! kubelet returns or the node is deleted), the kubelet's graceful node shutdown
+//! ([`KubeTwin::begin_node_shutdown`]), Deployments, ReplicaSets, DaemonSets, a
 //! scheduler, the garbage collector, and the Endpoints and EndpointSlice controllers with
 //! kube-apiserver's endpoints for `default/kubernetes` (one address per control plane, port
-//! 6443), re-syncing only the Services that changes touch. Every emulated duration is
-//! multiplied by [`KubeSpec::time_scale`].
+//! 6443), re-syncing only the Services that changes touch. Every emulated duration comes
+//! from [`KubeSpec::timing`] multiplied by [`KubeSpec::time_scale`]; node and pod Ready
+//! transitions are logged ([`KubeTwin::transitions`]).
 //!
 //! Also emulated, for clients other than kube-rs:
 //! - server-side printing ([`table`]): `meta.k8s.io/v1` (and `v1beta1`) `Table` answers to
@@ -50,7 +53,8 @@
 //!
 //! Not emulated: RBAC and admission webhooks, field-manager conflict detection in apply,
 //! strategic merge of lists by key, rolling updates (old ReplicaSets drop to zero at once),
-//! graceful pod termination (deletes are immediate), the EndpointSlice mirroring controller
+//! graceful pod termination on a live node (its deletes are immediate), the node monitor
+//! period (Unknown exactly at the grace period's end), the EndpointSlice mirroring controller
 //! (Services without a selector get no slices), topology hints, protobuf, aggregated
 //! discovery, YAML request bodies, container logs and exec, readiness and liveness probes (a
 //! running container is ready), what images other than agnhost netexec serve (their declared
@@ -99,6 +103,45 @@ pub struct KubeSpec {
     pub token: String,
     /// Multiplies every emulated duration (Lease renewal, grace period, tolerations).
     pub time_scale: f64,
+    /// The emulated durations (grace period, Lease, default toleration), in real seconds.
+    pub timing: crate::timing::Timing,
+}
+
+/// What changed in a [`Transition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransitionKind {
+    /// A node's Ready condition.
+    Node,
+    /// A pod's Ready condition.
+    Pod,
+}
+
+/// One Ready transition of a node or a pod, as the twin made it, for benches and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// Wall-clock time of the change (millisecond precision).
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub kind: TransitionKind,
+    /// The node's name, or `namespace/name` of the pod.
+    pub name: String,
+    /// The node (the pod's node for a pod).
+    pub node: String,
+    /// The new status of the Ready condition: `True`, `False` or `Unknown`.
+    pub to: String,
+}
+
+impl Transition {
+    pub(crate) fn now(kind: TransitionKind, name: &str, node: &str, to: &str) -> Transition {
+        let now = chrono::Utc::now();
+        let ms = now.timestamp_millis();
+        Transition {
+            at: chrono::DateTime::from_timestamp_millis(ms).unwrap_or(now),
+            kind,
+            name: name.into(),
+            node: node.into(),
+            to: to.into(),
+        }
+    }
 }
 
 /// Faults of the Kubernetes twin (`twin::faults::Fault` names them and says who catches them).
@@ -141,6 +184,7 @@ pub(crate) struct Shared {
     /// Health checks the twin was told to fail.
     pub health: Mutex<health::Failures>,
     pub time_scale: f64,
+    pub timing: controllers::KubeTiming,
     /// `127.0.0.1:PORT`, for discovery documents.
     pub server: String,
     pub stop: tokio::sync::watch::Receiver<bool>,
@@ -203,7 +247,11 @@ impl KubeTwin {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared {
             world: Mutex::new(World {
-                store: store::Store::new(seed()),
+                store: {
+                    let mut st = store::Store::new(seed());
+                    st.default_toleration_secs = spec.timing.default_toleration.round() as i64;
+                    st
+                },
                 sim: controllers::Sim::default(),
             }),
             token: spec.token,
@@ -215,6 +263,7 @@ impl KubeTwin {
             requests: crate::accounting::Tally::new(),
             health: Mutex::new(health::Failures::default()),
             time_scale: spec.time_scale,
+            timing: controllers::KubeTiming::from(&spec.timing),
             server: addr.to_string(),
             stop: stopped.clone(),
             poke: tokio::sync::Notify::new(),
@@ -349,18 +398,60 @@ impl KubeTwin {
 
     /// Start or stop the node's kubelet (a stopped VM stops heartbeating). A kubelet that
     /// comes back runs in a new boot: its pods' containers restart.
+    /// After a boot, pod networking (and so the node's Ready) waits for the node's Cilium
+    /// agent pod to be ready again.
     pub fn set_kubelet_alive(&self, name: &str, alive: bool) -> Result<(), TwinError> {
         self.with_node(name, |n| {
             if alive && !n.alive {
                 // A restarted kubelet renews its Lease at once.
                 n.last_renew = None;
                 n.boot += 1;
+                n.agent_wait = true;
+                n.shutting_down = false;
             }
             if !alive && n.alive {
                 n.died_at = Some(store::now_time());
             }
             n.alive = alive;
         })
+    }
+
+    /// A suspended machine resumes: the same kubelet (same boot, containers untouched)
+    /// renews its Lease at once; pod networking waits for the agent pod as after a boot.
+    pub fn resume_kubelet(&self, name: &str) -> Result<(), TwinError> {
+        self.with_node(name, |n| {
+            if !n.alive {
+                n.last_renew = None;
+                n.agent_wait = true;
+                n.alive = true;
+            }
+        })
+    }
+
+    /// The kubelet's graceful node shutdown (Talos on an ACPI power button, forced: no
+    /// cordon, no drain): the node reports NotReady `node is shutting down` and every pod not
+    /// owned by a DaemonSet or the node ends `Failed`, reason `Terminated`, message `Pod was
+    /// terminated in response to imminent node shutdown.` (`pkg/kubelet/nodeshutdown`), with
+    /// a `DisruptionTarget` condition. The kubelet keeps running: stop it with
+    /// [`Self::set_kubelet_alive`] once the pods are stopped.
+    pub fn begin_node_shutdown(&self, name: &str) -> Result<(), TwinError> {
+        let mut w = lock(&self.shared.world);
+        let World { store, sim } = &mut *w;
+        let n = sim.nodes.get_mut(name).ok_or_else(|| {
+            TwinError::Inventory(format!(
+                "no node named {name} has joined the Kubernetes twin"
+            ))
+        })?;
+        n.shutting_down = true;
+        controllers::shutdown_pods(store, sim, name);
+        drop(w);
+        self.shared.poke.notify_one();
+        Ok(())
+    }
+
+    /// Node Ready and pod Ready transitions so far, in order.
+    pub fn transitions(&self) -> Vec<Transition> {
+        lock(&self.shared.world).sim.transitions.clone()
     }
 
     /// Switch one of the Kubernetes twin's faults on or off.
@@ -395,6 +486,12 @@ impl KubeTwin {
             never_ready_node: w.sim.never_ready.clone(),
             dropped_between: w.sim.dropped.clone(),
         }
+    }
+
+    /// A node whose kubelet never finds the CNI configuration again (`node-never-recovers`):
+    /// it stays NotReady while its kubelet runs.
+    pub fn set_cni_broken(&self, name: &str, broken: bool) -> Result<(), TwinError> {
+        self.with_node(name, |n| n.cni_broken = broken)
     }
 
     /// Whether the node's CNI is configured (the Cilium agent runs there).

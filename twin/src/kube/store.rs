@@ -120,6 +120,8 @@ pub struct Store {
     seed: String,
     next_service_ip: u32,
     notify: watch::Sender<u64>,
+    /// What the `DefaultTolerationSeconds` admission writes (the twin's timing).
+    pub default_toleration_secs: i64,
 }
 
 /// Current time as a Kubernetes `Time` (seconds precision).
@@ -181,6 +183,7 @@ impl Store {
             seed,
             next_service_ip: 0,
             notify,
+            default_toleration_secs: super::defaults::DEFAULT_TOLERATION_SECONDS,
         };
         let ns = Gvr::new("", "v1", "namespaces");
         for name in INITIAL_NAMESPACES {
@@ -577,10 +580,15 @@ impl Store {
             namespace: ns.into(),
             name: name.into(),
         };
+        // The last finalizer removed ends a held deletion. A pod waiting for its kubelet
+        // (graceful deletion, no finalizers) stays until the kubelet or the pod GC removes it.
         let finalized = new["metadata"].get("deletionTimestamp").is_some()
             && new["metadata"]["finalizers"]
                 .as_array()
-                .is_none_or(Vec::is_empty);
+                .is_none_or(Vec::is_empty)
+            && existing["metadata"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
         let out = if finalized {
             self.commit(key, new, EventType::Deleted)
         } else {
@@ -738,6 +746,30 @@ impl Store {
         }
         self.after_change(gvr);
         Ok(Deleted::Gone(status, last))
+    }
+
+    /// Graceful deletion of a pod bound to a node (what the API server does for a pod with a
+    /// grace period): `deletionTimestamp` (now + grace) and `deletionGracePeriodSeconds` are
+    /// set, and the pod stays, Terminating, until its kubelet confirms (or the pod GC removes
+    /// it). Nothing if it is gone or already terminating.
+    pub fn mark_terminating(&mut self, gvr: &Gvr, ns: &str, name: &str, grace_secs: i64) {
+        let Some(existing) = self.get(gvr, ns, name) else {
+            return;
+        };
+        if existing["metadata"].get("deletionTimestamp").is_some() {
+            return;
+        }
+        let mut obj = (*existing).clone();
+        let at = chrono::Utc::now() + chrono::Duration::seconds(grace_secs.max(0));
+        obj["metadata"]["deletionTimestamp"] = json!(at.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace_secs.max(0));
+        let key = ObjKey {
+            gvr: gvr.clone(),
+            namespace: ns.into(),
+            name: name.into(),
+        };
+        self.commit(key, obj, EventType::Modified);
+        self.after_change(gvr);
     }
 
     /// Remove every object of a namespace (the namespace controller's job, done at once).

@@ -27,7 +27,10 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use requests::{ProxmoxRequestCounts, RequestKey};
-pub use state::{CreatedVm, HostSizing, Inventory, InventorySource, VmPower, VmRequest};
+pub use state::{
+    CreatedVm, HostSizing, Inventory, InventorySource, PowerEvent, PowerEventKind, VmPower,
+    VmRequest,
+};
 
 use crate::TwinError;
 use crate::faults::Fault;
@@ -41,6 +44,11 @@ pub struct ProxmoxSpec {
     pub faults: Vec<Fault>,
     /// Multiplies every emulated duration (the 3 s 401 delay, task run times).
     pub time_scale: f64,
+    /// Task run times and the HA CRM delay, in real seconds.
+    pub timing: crate::timing::Timing,
+    /// Whether the VMs the provider creates are HA-managed (the `victim-ha-managed` fault
+    /// makes them so too).
+    pub ha_managed: bool,
 }
 
 /// A running Proxmox emulator.
@@ -52,6 +60,7 @@ pub struct ProxmoxTwin {
     requests: Arc<crate::accounting::Tally<RequestKey>>,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    clock: tokio::task::JoinHandle<()>,
 }
 
 struct Shared {
@@ -60,6 +69,8 @@ struct Shared {
     token_id: String,
     token_secret: String,
     time_scale: f64,
+    /// Wakes the task clock after a request (a new task may be due sooner).
+    poke: Arc<tokio::sync::Notify>,
 }
 
 impl ProxmoxTwin {
@@ -81,6 +92,8 @@ impl ProxmoxTwin {
             &spec.faults,
             &fingerprint,
             spec.time_scale,
+            spec.timing.clone(),
+            spec.ha_managed,
         )));
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -89,7 +102,9 @@ impl ProxmoxTwin {
             .local_addr()
             .map_err(|e| TwinError::Io("read the Proxmox twin address".into(), e))?;
         let requests = Arc::new(crate::accounting::Tally::new());
+        let poke = Arc::new(tokio::sync::Notify::new());
         let shared = Arc::new(Shared {
+            poke: Arc::clone(&poke),
             state: Arc::clone(&state),
             requests: Arc::clone(&requests),
             token_id: spec.token_id,
@@ -99,6 +114,11 @@ impl ProxmoxTwin {
         let app = axum::Router::new().fallback(handle).with_state(shared);
         let acceptor = TlsAcceptor::from(Arc::new(tls));
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let clock = tokio::spawn(run_clock(
+            Arc::clone(&state),
+            Arc::clone(&poke),
+            stopped.clone(),
+        ));
         let task = tokio::spawn(async move {
             loop {
                 let (tcp, _) = tokio::select! {
@@ -126,6 +146,7 @@ impl ProxmoxTwin {
             requests,
             stop,
             task,
+            clock,
         })
     }
 
@@ -197,9 +218,47 @@ impl ProxmoxTwin {
         self.requests.snapshot()
     }
 
+    /// Power changes of every VM, as they happen on the twin's clock.
+    pub fn subscribe_power(&self) -> tokio::sync::broadcast::Receiver<PowerEvent> {
+        lock(&self.state).subscribe()
+    }
+
+    /// The HA requested state of a VM (`None`: not HA-managed).
+    pub fn ha_state(&self, vmid: u32) -> Option<String> {
+        lock(&self.state).ha_state(vmid)
+    }
+
+    /// A VM's config, as `GET …/config` shows it.
+    pub fn vm_config(&self, vmid: u32) -> Option<serde_json::Value> {
+        lock(&self.state).vm_config(vmid)
+    }
+
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        let _ = self.clock.await;
+    }
+}
+
+/// The twin's clock for tasks: each task ends (and its effect lands) when it is due, not on
+/// the next request.
+async fn run_clock(
+    state: Arc<Mutex<state::State>>,
+    poke: Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let next = {
+            let mut s = lock(&state);
+            s.tick();
+            s.next_due()
+        };
+        let until = next.unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(until)) => {}
+            _ = poke.notified() => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 
@@ -262,6 +321,7 @@ async fn respond(
     let query = uri.query().unwrap_or("");
     let form = String::from_utf8_lossy(&body).into_owned();
     let answer = lock(&sh.state).answer(&method, path, query, &form, &sh.token_id);
+    sh.poke.notify_one();
     render(answer)
 }
 

@@ -254,6 +254,53 @@ fn grow_storage(s: &mut Value, avail: u64) {
     }
 }
 
+/// What a VM's guest sees when a power action takes effect (the world's machines follow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerEventKind {
+    /// Power on (start, HA start, the restart half of a reboot): the guest boots.
+    PoweredOn,
+    /// Power cut (stop, the end of a shutdown): the guest is gone at once.
+    PoweredOff,
+    /// An ACPI power-button press (`qmshutdown`, `qmreboot`, an HA graceful stop): the guest
+    /// shuts itself down before the power goes.
+    AcpiShutdown,
+    /// A hard reset: the guest reboots at once, the VM stays running.
+    Reset,
+    /// The VM is paused (suspend): the guest is frozen.
+    Paused,
+    /// A paused VM runs on.
+    Resumed,
+}
+
+/// A power change of one VM, as it happens on the twin's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PowerEvent {
+    pub vmid: u32,
+    /// The VM's name (for provider-created VMs: the MachineRequest id = node name).
+    pub name: String,
+    /// The SMBIOS uuid of its config (= Omni machine id), empty if it has none.
+    pub uuid: String,
+    pub kind: PowerEventKind,
+}
+
+/// Something the HA stack does one CRM cycle after it was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Crm {
+    Start,
+    /// Stop: hard (`status/stop`, timeout 0) or graceful (`status/shutdown`).
+    Stop {
+        graceful: bool,
+    },
+    /// The end of a graceful HA stop: the guest has shut down.
+    Off,
+}
+
+struct Scheduled {
+    at: Instant,
+    vmid: u32,
+    what: Crm,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VmPower {
     Running,
@@ -304,7 +351,7 @@ struct Task {
     pid: u32,
     done_at: Instant,
     /// Applied when the task finishes.
-    effect: Option<VmPower>,
+    effect: Option<(VmPower, PowerEventKind)>,
     exit: String,
     applied: bool,
 }
@@ -326,12 +373,31 @@ pub struct State {
     tasks: BTreeMap<String, Task>,
     next_pid: u32,
     time_scale: f64,
+    timing: crate::timing::Timing,
+    /// HA: requested state (`started`, `stopped`, …) of each HA-managed VM, and the CRM's
+    /// state of it (`started`, `stopping`, `stopped`, `starting`).
+    ha_requested: BTreeMap<u32, String>,
+    ha_crm: BTreeMap<u32, String>,
+    /// Whether VMs the provider creates become HA-managed.
+    ha_new_vms: bool,
+    scheduled: Vec<Scheduled>,
+    /// `vm-start-fails-once`: VMs whose first start task already failed.
+    start_fails_once: bool,
+    start_failed: std::collections::BTreeSet<u32>,
+    events: tokio::sync::broadcast::Sender<PowerEvent>,
 }
 
 const GIB: u64 = 1 << 30;
 
 impl State {
-    pub fn new(inv: Inventory, faults: &[Fault], fingerprint: &str, time_scale: f64) -> Self {
+    pub fn new(
+        inv: Inventory,
+        faults: &[Fault],
+        fingerprint: &str,
+        time_scale: f64,
+        timing: crate::timing::Timing,
+        ha_managed: bool,
+    ) -> Self {
         let mut hosts = BTreeMap::new();
         let mut vms = BTreeMap::new();
         let mut per_node = inv.per_node;
@@ -379,6 +445,14 @@ impl State {
             tasks: BTreeMap::new(),
             next_pid: 0x0019_4d13,
             time_scale,
+            timing,
+            ha_requested: BTreeMap::new(),
+            ha_crm: BTreeMap::new(),
+            ha_new_vms: ha_managed || faults.contains(&Fault::VictimHaManaged),
+            scheduled: Vec::new(),
+            start_fails_once: faults.contains(&Fault::VmStartFailsOnce),
+            start_failed: Default::default(),
+            events: tokio::sync::broadcast::channel(1024).0,
         };
         for f in faults {
             s.apply_fault(*f);
@@ -398,7 +472,10 @@ impl State {
             | Fault::CiliumMtuAutodetect
             | Fault::CrashloopPod
             | Fault::NodeNeverReady
-            | Fault::CrossNodeDrop => {}
+            | Fault::CrossNodeDrop
+            | Fault::NodeNeverRecovers
+            | Fault::VmStartFailsOnce
+            | Fault::VictimHaManaged => {}
             Fault::StorageMissing => {
                 self.storage.retain(|s| s["storage"] != "vm_ssd");
                 for h in self.hosts.values_mut() {
@@ -485,19 +562,209 @@ impl State {
         self.vms.get(&vmid).map(|v| v.power)
     }
 
-    /// Apply the effects of tasks that have finished by now.
+    /// Apply the effects of tasks (and HA actions) that have finished by now, in time order.
     pub fn tick(&mut self) {
         let now = Instant::now();
-        for t in self
+        let mut due: Vec<(Instant, String)> = self
             .tasks
-            .values_mut()
-            .filter(|t| !t.applied && t.done_at <= now)
-        {
+            .iter()
+            .filter(|(_, t)| !t.applied && t.done_at <= now)
+            .map(|(k, t)| (t.done_at, k.clone()))
+            .collect();
+        due.sort();
+        for (_, upid) in due {
+            let Some(t) = self.tasks.get_mut(&upid) else {
+                continue;
+            };
             t.applied = true;
-            if let (Some(p), Some(vm)) = (t.effect, self.vms.get_mut(&t.vmid)) {
-                vm.power = p;
+            let (vmid, effect) = (t.vmid, t.effect);
+            if let Some((p, kind)) = effect {
+                self.set_power(vmid, p, kind);
             }
         }
+        let (ready, later): (Vec<Scheduled>, Vec<Scheduled>) = std::mem::take(&mut self.scheduled)
+            .into_iter()
+            .partition(|s| s.at <= now);
+        self.scheduled = later;
+        let mut ready = ready;
+        ready.sort_by_key(|s| s.at);
+        for s in ready {
+            self.crm_act(s.vmid, s.what, now);
+        }
+    }
+
+    /// When the next task or HA action is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.tasks
+            .values()
+            .filter(|t| !t.applied)
+            .map(|t| t.done_at)
+            .chain(self.scheduled.iter().map(|s| s.at))
+            .min()
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<PowerEvent> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, vmid: u32, kind: PowerEventKind) {
+        if let Some(vm) = self.vms.get(&vmid) {
+            let uuid = vm.config["smbios1"]
+                .as_str()
+                .unwrap_or("")
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("uuid="))
+                .unwrap_or("")
+                .to_string();
+            let _ = self.events.send(PowerEvent {
+                vmid,
+                name: vm.name(),
+                uuid,
+                kind,
+            });
+        }
+    }
+
+    fn set_power(&mut self, vmid: u32, power: VmPower, kind: PowerEventKind) {
+        if let Some(vm) = self.vms.get_mut(&vmid) {
+            vm.power = power;
+            self.emit(vmid, kind);
+        }
+    }
+
+    /// One CRM/LRM step for an HA-managed VM, unless the request changed meanwhile.
+    fn crm_act(&mut self, vmid: u32, what: Crm, now: Instant) {
+        let requested = self.ha_requested.get(&vmid).cloned().unwrap_or_default();
+        let power = self.vms.get(&vmid).map(|v| v.power);
+        match what {
+            Crm::Start if requested == "started" => {
+                if power == Some(VmPower::Stopped) {
+                    self.set_power(vmid, VmPower::Running, PowerEventKind::PoweredOn);
+                }
+                self.ha_crm.insert(vmid, "started".into());
+            }
+            Crm::Stop { graceful } if requested == "stopped" || requested == "disabled" => {
+                if power == Some(VmPower::Stopped) {
+                    self.ha_crm.insert(vmid, "stopped".into());
+                } else if graceful {
+                    self.ha_crm.insert(vmid, "stopping".into());
+                    self.emit(vmid, PowerEventKind::AcpiShutdown);
+                    self.scheduled.push(Scheduled {
+                        at: now + self.scaled(self.timing.task_shutdown),
+                        vmid,
+                        what: Crm::Off,
+                    });
+                } else {
+                    self.set_power(vmid, VmPower::Stopped, PowerEventKind::PoweredOff);
+                    self.ha_crm.insert(vmid, "stopped".into());
+                }
+            }
+            Crm::Off => {
+                if power != Some(VmPower::Stopped) {
+                    self.set_power(vmid, VmPower::Stopped, PowerEventKind::PoweredOff);
+                }
+                self.ha_crm.insert(vmid, "stopped".into());
+            }
+            _ => {}
+        }
+    }
+
+    fn scaled(&self, secs: f64) -> Duration {
+        crate::timing::scaled(secs, self.time_scale)
+    }
+
+    /// Set an HA resource's requested state (`PUT /cluster/ha/resources/{sid}`, `hastop`,
+    /// `hastart`) and queue the CRM's reaction.
+    fn ha_request(&mut self, vmid: u32, state: &str, graceful: bool) {
+        let state = if state == "enabled" { "started" } else { state };
+        self.ha_requested.insert(vmid, state.to_string());
+        let what = match state {
+            "started" => Crm::Start,
+            "stopped" | "disabled" => Crm::Stop { graceful },
+            _ => return,
+        };
+        if what == Crm::Start {
+            self.ha_crm.insert(vmid, "starting".into());
+        }
+        self.scheduled.push(Scheduled {
+            at: Instant::now() + self.scaled(self.timing.task_ha + self.timing.ha_crm_delay),
+            vmid,
+            what,
+        });
+    }
+
+    /// Whether a VM is under HA control (a resource with a state other than `ignored`).
+    fn ha_managed(&self, vmid: u32) -> bool {
+        self.ha_requested.get(&vmid).is_some_and(|s| s != "ignored")
+    }
+
+    /// The HA state a VM shows (`status/current` `ha`, `/cluster/resources` `hastate`).
+    fn ha_json(&self, vmid: u32) -> Value {
+        match self.ha_requested.get(&vmid) {
+            Some(req) if req != "ignored" => {
+                let crm = self
+                    .ha_crm
+                    .get(&vmid)
+                    .cloned()
+                    .unwrap_or_else(|| req.clone());
+                json!({"managed": 1, "state": crm})
+            }
+            _ => json!({"managed": 0}),
+        }
+    }
+
+    fn ha_resources(&self) -> Vec<Value> {
+        let mut out = self.ha.clone();
+        for (vmid, state) in &self.ha_requested {
+            out.push(json!({
+                "sid": format!("vm:{vmid}"), "type": "vm", "state": state,
+                "max_restart": 1, "max_relocate": 1, "failback": 1,
+                "digest": format!("{:040x}", u128::from(*vmid) * 0x9e37_79b9),
+            }));
+        }
+        out
+    }
+
+    fn ha_status(&self) -> Vec<Value> {
+        let epoch = chrono::Utc::now().timestamp();
+        let stamp = chrono::Utc::now()
+            .format("%a %b %e %H:%M:%S %Y")
+            .to_string();
+        let first = self.hosts.keys().next().cloned().unwrap_or_default();
+        let mut out = vec![
+            json!({"id": "quorum", "type": "quorum", "node": first, "status": "OK", "quorate": 1}),
+            json!({"id": "master", "type": "master", "node": first,
+                "status": format!("{first} (active, {stamp})"), "timestamp": epoch}),
+        ];
+        for (name, h) in &self.hosts {
+            let st = if h.online {
+                "active"
+            } else {
+                "old timestamp - dead?"
+            };
+            out.push(
+                json!({"id": format!("lrm:{name}"), "type": "lrm", "node": name,
+                "status": format!("{name} ({st}, {stamp})"), "timestamp": epoch}),
+            );
+        }
+        for (vmid, req) in &self.ha_requested {
+            let node = self
+                .vms
+                .get(vmid)
+                .map(|v| v.node.clone())
+                .unwrap_or_default();
+            let crm = self
+                .ha_crm
+                .get(vmid)
+                .cloned()
+                .unwrap_or_else(|| req.clone());
+            out.push(json!({
+                "id": format!("service:vm:{vmid}"), "type": "service", "sid": format!("vm:{vmid}"),
+                "node": node, "crm_state": crm, "state": crm, "request_state": req,
+                "status": format!("vm:{vmid} ({node}, {crm})"), "max_restart": 1, "max_relocate": 1,
+            }));
+        }
+        out
     }
 
     /// Memory in use on a host: its own use plus its running VMs.
@@ -540,7 +807,15 @@ impl State {
             (true, ["cluster", "status"]) => Answer::Data(self.cluster_status_now()),
             (true, ["cluster", "resources"]) => Answer::Data(self.resources(query)),
             (true, ["cluster", "ceph", "status"]) => Answer::Data(self.ceph.clone()),
-            (true, ["cluster", "ha", "resources"]) => Answer::Data(Value::Array(self.ha.clone())),
+            (true, ["cluster", "ha", "resources"]) => {
+                Answer::Data(Value::Array(self.ha_resources()))
+            }
+            (true, ["cluster", "ha", "status", "current"]) => {
+                Answer::Data(Value::Array(self.ha_status()))
+            }
+            (false, ["cluster", "ha", "resources", sid]) if method == Method::PUT => {
+                self.put_ha_resource(sid, _form)
+            }
             (true, ["nodes"]) => Answer::Data(Value::Array(self.nodes_now())),
             (true, ["storage"]) => Answer::Data(Value::Array(self.storage.clone())),
             (_, ["nodes", node, rest @ ..]) => self.node_call(get, node, rest, token_id),
@@ -549,6 +824,32 @@ impl State {
                 format!("Method '{} /{}' not implemented", method, segs.join("/")),
                 None,
             ),
+        }
+    }
+
+    /// `PUT /cluster/ha/resources/{sid}` with `state=…`: synchronous, `null`.
+    fn put_ha_resource(&mut self, sid: &str, form: &str) -> Answer {
+        let vmid = sid
+            .strip_prefix("vm:")
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|v| self.ha_requested.contains_key(v));
+        let Some(vmid) = vmid else {
+            return Answer::Error(500, format!("service '{sid}' not defined"), None);
+        };
+        let state = form.split('&').find_map(|kv| kv.strip_prefix("state="));
+        match state {
+            Some(s @ ("started" | "stopped" | "enabled" | "disabled" | "ignored")) => {
+                self.ha_request(vmid, s, false);
+                Answer::Data(Value::Null)
+            }
+            Some(other) => Answer::Error(
+                400,
+                "Parameter verification failed.".into(),
+                Some(
+                    json!({"state": format!("value '{other}' does not have a value in the enumeration 'started, stopped, enabled, disabled, ignored'")}),
+                ),
+            ),
+            None => Answer::Data(Value::Null),
         }
     }
 
@@ -599,6 +900,11 @@ impl State {
                     "maxmem": vm.maxmem(), "mem": if vm.power == VmPower::Stopped { 0 } else { vm.maxmem() },
                     "maxcpu": vm.item["cpus"].clone(), "uptime": if vm.power == VmPower::Stopped { 0 } else { 1 },
                 }));
+                if let Some(state) = self.ha_json(*id).get("state").cloned()
+                    && let Some(last) = out.last_mut()
+                {
+                    last["hastate"] = state;
+                }
             }
         }
         if kind.is_empty() || kind == "node" {
@@ -683,6 +989,27 @@ impl State {
                 };
                 self.vm_call(get, node, vmid, more, token_id)
             }
+            (true, ["tasks", upid, "log"]) => {
+                match self.tasks.get(*upid).filter(|t| t.node == node) {
+                    Some(t) => {
+                        let mut lines = Vec::new();
+                        if t.applied {
+                            let last = if t.exit == "OK" {
+                                "TASK OK".to_string()
+                            } else {
+                                format!("TASK ERROR: {}", t.exit)
+                            };
+                            lines.push(json!({"n": 1, "t": last}));
+                        }
+                        Answer::Data(Value::Array(lines))
+                    }
+                    None => Answer::Error(
+                        400,
+                        "Parameter verification failed.".into(),
+                        Some(json!({"upid": "no such task"})),
+                    ),
+                }
+            }
             (true, ["tasks", upid, "status"]) => {
                 match self.tasks.get(*upid).filter(|t| t.node == node) {
                     Some(t) => {
@@ -738,7 +1065,7 @@ impl State {
                 it["vmid"] = json!(vmid);
                 it["status"] = json!(vm.power.as_str());
                 it["qmpstatus"] = json!(vm.power.qmp());
-                it["ha"] = json!({"managed": 0});
+                it["ha"] = self.ha_json(vmid);
                 it["agent"] = json!(1);
                 if vm.power == VmPower::Stopped {
                     it["mem"] = json!(0);
@@ -747,55 +1074,7 @@ impl State {
                 Answer::Data(it)
             }
             (true, ["config"]) => Answer::Data(vm.config.clone()),
-            (false, ["status", action]) => {
-                let (kind, effect, secs, error): (
-                    &'static str,
-                    Option<VmPower>,
-                    f64,
-                    Option<String>,
-                ) = match (*action, vm.power) {
-                    ("start", VmPower::Stopped) => ("qmstart", Some(VmPower::Running), 2.0, None),
-                    ("start", _) => (
-                        "qmstart",
-                        None,
-                        0.5,
-                        Some(format!("VM {vmid} already running")),
-                    ),
-                    ("stop", _) => ("qmstop", Some(VmPower::Stopped), 1.0, None),
-                    ("shutdown", VmPower::Paused) => {
-                        return Answer::Error(500, "VM is paused - cannot shutdown".into(), None);
-                    }
-                    ("shutdown", VmPower::Running) => {
-                        ("qmshutdown", Some(VmPower::Stopped), 5.0, None)
-                    }
-                    ("shutdown", VmPower::Stopped) => ("qmshutdown", None, 0.5, None),
-                    ("reset" | "reboot", VmPower::Stopped) => {
-                        return Answer::Error(500, format!("VM {vmid} not running"), None);
-                    }
-                    ("reset", _) => ("qmreset", Some(VmPower::Running), 0.5, None),
-                    ("reboot", _) => ("qmreboot", Some(VmPower::Running), 5.0, None),
-                    ("suspend", VmPower::Running) => ("qmpause", Some(VmPower::Paused), 0.5, None),
-                    ("suspend", _) => {
-                        return Answer::Error(500, format!("VM {vmid} not running"), None);
-                    }
-                    ("resume", VmPower::Paused) => ("qmresume", Some(VmPower::Running), 0.5, None),
-                    ("resume", _) => {
-                        return Answer::Error(500, format!("VM {vmid} not running"), None);
-                    }
-                    _ => {
-                        return Answer::Error(
-                            501,
-                            format!(
-                                "Method 'POST /nodes/{node}/qemu/{vmid}/status/{action}' not implemented"
-                            ),
-                            None,
-                        );
-                    }
-                };
-                Answer::Data(json!(
-                    self.start_task(node, kind, vmid, token_id, secs, effect, error)
-                ))
-            }
+            (false, ["status", action]) => self.power_action(node, vmid, action, token_id),
             _ => Answer::Error(
                 501,
                 format!(
@@ -808,6 +1087,123 @@ impl State {
         }
     }
 
+    /// `POST …/status/{action}`: a task whose effect lands when it ends (on the twin's
+    /// clock), HA-forwarded for HA-managed VMs (`hastop`/`hastart`, proxmox.md §9).
+    fn power_action(&mut self, node: &str, vmid: u32, action: &str, token_id: &str) -> Answer {
+        use PowerEventKind as K;
+        let power = self.vms[&vmid].power;
+        let t = self.timing.clone();
+        let ha = self.ha_managed(vmid);
+        let not_running = || Answer::Error(500, format!("VM {vmid} not running"), None);
+        type Plan = (
+            &'static str,
+            Option<(VmPower, PowerEventKind)>,
+            f64,
+            Option<String>,
+        );
+        let plan: Plan = match (action, power) {
+            ("start", _) if ha => {
+                self.ha_request(vmid, "started", false);
+                ("hastart", None, t.task_ha, None)
+            }
+            ("stop" | "shutdown", p) if ha => {
+                if action == "shutdown" && p == VmPower::Paused {
+                    return Answer::Error(500, "VM is paused - cannot shutdown".into(), None);
+                }
+                self.ha_request(vmid, "stopped", action == "shutdown");
+                ("hastop", None, t.task_ha, None)
+            }
+            ("start", VmPower::Stopped) => {
+                if self.start_fails_once && self.start_failed.insert(vmid) {
+                    // `vm-start-fails-once`: QEMU dies at its first start (as when a host
+                    // resource is briefly unavailable); the next start works.
+                    (
+                        "qmstart",
+                        None,
+                        t.task_start,
+                        Some("start failed: QEMU exited with code 1".into()),
+                    )
+                } else {
+                    (
+                        "qmstart",
+                        Some((VmPower::Running, K::PoweredOn)),
+                        t.task_start,
+                        None,
+                    )
+                }
+            }
+            ("start", _) => (
+                "qmstart",
+                None,
+                t.task_resume,
+                Some(format!("VM {vmid} already running")),
+            ),
+            ("stop", _) => (
+                "qmstop",
+                Some((VmPower::Stopped, K::PoweredOff)),
+                t.task_stop,
+                None,
+            ),
+            ("shutdown", VmPower::Paused) => {
+                return Answer::Error(500, "VM is paused - cannot shutdown".into(), None);
+            }
+            ("shutdown", VmPower::Running) => {
+                self.emit(vmid, K::AcpiShutdown);
+                (
+                    "qmshutdown",
+                    Some((VmPower::Stopped, K::PoweredOff)),
+                    t.task_shutdown,
+                    None,
+                )
+            }
+            ("shutdown" | "reset" | "reboot", VmPower::Stopped) => return not_running(),
+            ("reset", _) => (
+                "qmreset",
+                Some((VmPower::Running, K::Reset)),
+                t.task_reset,
+                None,
+            ),
+            ("reboot", VmPower::Paused) => return not_running(),
+            ("reboot", _) => {
+                // The guest shuts down on the ACPI event; QEMU then starts it again.
+                self.emit(vmid, K::AcpiShutdown);
+                (
+                    "qmreboot",
+                    Some((VmPower::Running, K::PoweredOn)),
+                    t.task_reboot,
+                    None,
+                )
+            }
+            ("suspend", VmPower::Running) => (
+                "qmpause",
+                Some((VmPower::Paused, K::Paused)),
+                t.task_suspend,
+                None,
+            ),
+            ("suspend", _) => return not_running(),
+            ("resume", VmPower::Paused) => (
+                "qmresume",
+                Some((VmPower::Running, K::Resumed)),
+                t.task_resume,
+                None,
+            ),
+            ("resume", _) => return not_running(),
+            _ => {
+                return Answer::Error(
+                    501,
+                    format!(
+                        "Method 'POST /nodes/{node}/qemu/{vmid}/status/{action}' not implemented"
+                    ),
+                    None,
+                );
+            }
+        };
+        let (kind, effect, secs, error) = plan;
+        Answer::Data(json!(
+            self.start_task(node, kind, vmid, token_id, secs, effect, error)
+        ))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn start_task(
         &mut self,
@@ -816,7 +1212,7 @@ impl State {
         vmid: u32,
         user: &str,
         secs: f64,
-        effect: Option<VmPower>,
+        effect: Option<(VmPower, PowerEventKind)>,
         error: Option<String>,
     ) -> String {
         self.next_pid += 1;
@@ -965,6 +1361,10 @@ impl State {
             "smbios1": format!("uuid={}", req.uuid), "tags": req.tag,
         });
         self.consume_storage(&node, &storage, disk as i128);
+        if self.ha_new_vms {
+            self.ha_requested.insert(vmid, "started".into());
+            self.ha_crm.insert(vmid, "started".into());
+        }
         self.vms.insert(
             vmid,
             Vm {
@@ -986,6 +1386,8 @@ impl State {
         let Some(vm) = self.vms.remove(&vmid) else {
             return false;
         };
+        self.ha_requested.remove(&vmid);
+        self.ha_crm.remove(&vmid);
         if let Some(storage) = vm.config["scsi0"]
             .as_str()
             .and_then(|s| s.split(':').next())
@@ -1018,6 +1420,16 @@ impl State {
                 s["avail"] = json!(total.saturating_sub(used));
             }
         }
+    }
+
+    /// The HA requested state of a VM (`None`: not HA-managed).
+    pub fn ha_state(&self, vmid: u32) -> Option<String> {
+        self.ha_requested.get(&vmid).cloned()
+    }
+
+    /// The VM's config (`GET …/config`).
+    pub fn vm_config(&self, vmid: u32) -> Option<Value> {
+        self.vms.get(&vmid).map(|v| v.config.clone())
     }
 
     /// The VM id and host of the VM with this name.

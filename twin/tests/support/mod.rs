@@ -20,6 +20,7 @@ pub async fn start(time_scale: f64) -> KubeTwin {
     KubeTwin::start(KubeSpec {
         token: "world-test-token".into(),
         time_scale,
+        timing: Default::default(),
     })
     .await
     .unwrap()

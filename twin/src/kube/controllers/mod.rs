@@ -31,14 +31,36 @@ use super::types::Gvr;
 use super::{Shared, World};
 
 pub(crate) use nodes::{NodeSim, join_node};
-pub(crate) use pods::pod_ready;
+pub(crate) use pods::{pod_ready, shutdown_pods};
 pub(crate) use runtime::PodRuntime;
 pub(crate) use workloads::selects as workloads_selects;
 
-/// kubelet: `nodeLeaseDurationSeconds` is 40, renewal every 10 s (a quarter).
-pub(crate) const LEASE_RENEW_SECS: f64 = 10.0;
-/// kube-controller-manager `--node-monitor-grace-period`.
-pub(crate) const NODE_GRACE_SECS: f64 = 40.0;
+/// The durations the controllers use, in real seconds (from the twin's [`crate::timing::Timing`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct KubeTiming {
+    /// kube-controller-manager `--node-monitor-grace-period`.
+    pub grace: f64,
+    /// kubelet Lease renewal interval.
+    pub renew: f64,
+    /// kubelet `nodeLeaseDurationSeconds`.
+    pub lease_duration: f64,
+}
+
+impl From<&crate::timing::Timing> for KubeTiming {
+    fn from(t: &crate::timing::Timing) -> Self {
+        KubeTiming {
+            grace: t.node_monitor_grace,
+            renew: t.lease_renew,
+            lease_duration: t.lease_duration,
+        }
+    }
+}
+
+impl Default for KubeTiming {
+    fn default() -> Self {
+        KubeTiming::from(&crate::timing::Timing::default())
+    }
+}
 
 /// What the controllers remember between passes (the machines' side of the world).
 #[derive(Default)]
@@ -68,6 +90,8 @@ pub(crate) struct Sim {
     pub next_port: u32,
     /// Rotates through a Service's backends, as a load balancer spreads connections.
     pub lb_turn: u64,
+    /// Node Ready and pod Ready transitions, in order, with wall-clock times.
+    pub transitions: Vec<super::Transition>,
 }
 
 /// Faults the Kubernetes twin plays (see `twin::faults::Fault` for what catches each).
@@ -109,7 +133,9 @@ impl Sim {
     /// Whether pods on `node` have a network: its CNI runs and its kubelet found the CNI
     /// configuration.
     pub fn pod_network(&self, node: &str) -> bool {
-        self.nodes.get(node).is_some_and(|n| n.cni_ready)
+        self.nodes
+            .get(node)
+            .is_some_and(|n| n.cni_ready && !n.agent_wait && !n.cni_broken)
             && self.never_ready.as_deref() != Some(node)
     }
 
@@ -126,6 +152,7 @@ impl Sim {
 pub(crate) struct Clock {
     pub now: Instant,
     pub scale: f64,
+    pub t: KubeTiming,
 }
 
 impl Clock {
@@ -165,6 +192,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 Clock {
                     now: Instant::now(),
                     scale: shared.time_scale,
+                    t: shared.timing,
                 },
             )
         };

@@ -16,9 +16,9 @@ use super::super::status::ApiError;
 use super::super::store::{Store, Sub, now_micro, now_time};
 use super::super::types::Gvr;
 use super::{
-    Clock, LEASE_RENEW_SECS, NODE_GRACE_SECS, Sim, Wake, gvr_nodes, name_of, set_condition, write,
-    write_status,
+    Clock, Sim, Wake, condition_status, gvr_nodes, name_of, set_condition, write, write_status,
 };
+use crate::kube::{Transition, TransitionKind};
 
 pub(crate) const KUBELET_VERSION: &str = "v1.34.2";
 const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
@@ -26,6 +26,9 @@ const NETWORK_NOT_READY: &str = "container runtime network not ready: NetworkRea
     reason:NetworkPluginNotReady message:Network plugin returns error: network plugin is not \
     ready: cni config uninitialized";
 const STOPPED_POSTING: &str = "Kubelet stopped posting node status.";
+/// The kubelet's node shutdown manager makes the runtime state not ready
+/// (`pkg/kubelet/nodeshutdown` `ShutdownStatus`).
+const SHUTTING_DOWN: &str = "node is shutting down";
 
 /// One emulated machine running a kubelet.
 #[derive(Clone, Debug)]
@@ -42,6 +45,14 @@ pub(crate) struct NodeSim {
     pub boot: u64,
     /// When the kubelet last died (the finish time its containers get after a reboot).
     pub died_at: Option<String>,
+    /// After a boot: pod networking waits until the node's Cilium agent pod is ready again
+    /// (cleared by the kubelet once it posts that pod Ready in this boot, or at once when
+    /// the node has no agent pod).
+    pub agent_wait: bool,
+    /// The kubelet's graceful node shutdown has begun: the node reports NotReady.
+    pub shutting_down: bool,
+    /// The kubelet never finds the CNI configuration (`node-never-recovers`).
+    pub cni_broken: bool,
 }
 
 impl NodeSim {
@@ -57,7 +68,7 @@ impl NodeSim {
 
     /// Whether the node's Lease is within the grace period.
     pub fn fresh(&self, clock: Clock) -> bool {
-        clock.now < self.last_renew.unwrap_or(self.joined_at) + clock.dur(NODE_GRACE_SECS)
+        clock.now < self.last_renew.unwrap_or(self.joined_at) + clock.dur(clock.t.grace)
     }
 
     /// Whether the kubelet runs and its heartbeats are current.
@@ -85,6 +96,7 @@ impl NodeSim {
 enum Health {
     Ready,
     NotReady,
+    ShuttingDown,
     Unknown,
 }
 
@@ -121,6 +133,9 @@ pub(crate) fn join_node(
         last_renew: None,
         boot: old.map_or(1, |n| n.boot),
         died_at: old.and_then(|n| n.died_at.clone()),
+        agent_wait: false,
+        shutting_down: false,
+        cni_broken: old.is_some_and(|n| n.cni_broken),
     };
     let mut all = labels.clone();
     all.insert("kubernetes.io/hostname".into(), name.into());
@@ -245,7 +260,7 @@ fn pressure_conditions(conds: &mut Vec<Value>, unknown: bool, now: &str) {
 }
 
 /// Renew the node's Lease (create it if missing), as the kubelet does.
-fn renew_lease(store: &mut Store, node: &Value) {
+fn renew_lease(store: &mut Store, node: &Value, lease_duration: f64) {
     let g = lease_gvr();
     let name = name_of(node);
     let result = match store.get(&g, "kube-node-lease", name) {
@@ -264,7 +279,7 @@ fn renew_lease(store: &mut Store, node: &Value) {
                 "metadata": {"name": name, "namespace": "kube-node-lease",
                     "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": name,
                         "uid": node["metadata"]["uid"]}]},
-                "spec": {"holderIdentity": name, "leaseDurationSeconds": NODE_GRACE_SECS as i64,
+                "spec": {"holderIdentity": name, "leaseDurationSeconds": lease_duration as i64,
                     "renewTime": now_micro()},
             }),
             false,
@@ -294,29 +309,42 @@ pub(crate) fn kubelets_and_lifecycle(
         if n.alive {
             let due = n
                 .last_renew
-                .is_none_or(|t| clock.now >= t + clock.dur(LEASE_RENEW_SECS));
+                .is_none_or(|t| clock.now >= t + clock.dur(clock.t.renew));
             if due {
-                renew_lease(store, &node);
+                renew_lease(store, &node, clock.t.lease_duration);
                 n.last_renew = Some(clock.now);
             }
             if let Some(t) = n.last_renew {
-                wake.at(t + clock.dur(LEASE_RENEW_SECS));
+                wake.at(t + clock.dur(clock.t.renew));
             }
         }
         let fresh = n.fresh(clock);
         if fresh {
-            wake.at(n.last_renew.unwrap_or(n.joined_at) + clock.dur(NODE_GRACE_SECS));
+            wake.at(n.last_renew.unwrap_or(n.joined_at) + clock.dur(clock.t.grace));
         }
-        let network = n.cni_ready && sim.never_ready.as_deref() != Some(name.as_str());
+        let network = n.cni_ready
+            && !n.agent_wait
+            && !n.cni_broken
+            && sim.never_ready.as_deref() != Some(name.as_str());
+        let shutting_down = n.shutting_down;
         let health = match (fresh, n.alive) {
             (false, _) => Health::Unknown,
+            (true, true) if shutting_down => Health::ShuttingDown,
             (true, true) if network => Health::Ready,
             (true, true) => Health::NotReady,
             // The kubelet died but the grace period has not run out: nothing changes yet.
             (true, false) => continue,
         };
         let boot_id = n.boot_id();
+        let before = condition_status(&node, "Ready").map(str::to_string);
         post_conditions(store, &node, health, &boot_id);
+        let after = store
+            .get(&g, "", &name)
+            .and_then(|n| condition_status(&n, "Ready").map(str::to_string));
+        if let Some(to) = after.filter(|a| before.as_ref() != Some(a)) {
+            sim.transitions
+                .push(Transition::now(TransitionKind::Node, &name, &name, &to));
+        }
         if let Some(node) = store.get(&g, "", &name) {
             set_taints(&node, health, store);
         }
@@ -334,6 +362,7 @@ fn post_conditions(store: &mut Store, node: &Value, health: Health, boot_id: &st
     let (st, reason, msg) = match health {
         Health::Ready => ("True", "KubeletReady", "kubelet is posting ready status"),
         Health::NotReady => ("False", "KubeletNotReady", NETWORK_NOT_READY),
+        Health::ShuttingDown => ("False", "KubeletNotReady", SHUTTING_DOWN),
         Health::Unknown => ("Unknown", "NodeStatusUnknown", STOPPED_POSTING),
     };
     set_condition(
@@ -359,7 +388,7 @@ fn set_taints(node: &Value, health: Health, store: &mut Store) {
     let mut taints: Vec<Value> = existing.iter().filter(|t| !managed(t)).cloned().collect();
     let key = match health {
         Health::Ready => None,
-        Health::NotReady => Some(TAINT_NOT_READY),
+        Health::NotReady | Health::ShuttingDown => Some(TAINT_NOT_READY),
         Health::Unknown => Some(TAINT_UNREACHABLE),
     };
     if let Some(key) = key {

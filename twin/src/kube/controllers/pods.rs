@@ -19,6 +19,7 @@ use super::{
     Clock, NodeSim, Sim, Wake, condition_status, deleting, gvr_nodes, gvr_pods, name_of, ns_of,
     remove, set_condition, tolerates, uid_of, write, write_status,
 };
+use crate::kube::{Transition, TransitionKind};
 
 fn pods_on(store: &Store, node: &str) -> Vec<std::sync::Arc<Value>> {
     let filter = Filter {
@@ -97,23 +98,108 @@ pub(crate) fn evict(store: &mut Store, sim: &mut Sim, clock: Clock, wake: &mut W
                     deadline = Some(deadline.map_or(d, |x: std::time::Instant| x.min(d)));
                 }
             }
+            let kubelet = sim
+                .nodes
+                .get(name_of(node))
+                .is_some_and(|n| n.posting(clock));
             match deadline {
-                _ if now => remove(
+                _ if now => terminate(
                     store,
-                    &gvr_pods(),
                     &pod,
+                    kubelet,
                     "taint manager: untolerated NoExecute taint",
                 ),
-                Some(d) if d <= clock.now => remove(
-                    store,
-                    &gvr_pods(),
-                    &pod,
-                    "taint manager: toleration expired",
-                ),
+                Some(d) if d <= clock.now => {
+                    terminate(store, &pod, kubelet, "taint manager: toleration expired")
+                }
                 Some(d) => wake.at(d),
                 None => {}
             }
         }
+    }
+}
+
+/// Delete a pod as the API server does: with a posting kubelet the containers stop and the
+/// pod is gone at once (the twin does not emulate the grace period); on a node whose kubelet
+/// is gone, the pod is Terminating (`deletionTimestamp` set) until the kubelet returns or
+/// the node is deleted.
+fn terminate(store: &mut Store, pod: &Value, kubelet: bool, why: &str) {
+    if kubelet || terminal(pod) {
+        remove(store, &gvr_pods(), pod, why);
+        return;
+    }
+    tracing::info!(
+        "kube twin: pod {}/{} Terminating ({why}); its kubelet is gone",
+        ns_of(pod),
+        name_of(pod)
+    );
+    let grace = pod["spec"]["terminationGracePeriodSeconds"]
+        .as_i64()
+        .unwrap_or(30);
+    store.mark_terminating(&gvr_pods(), ns_of(pod), name_of(pod), grace);
+}
+
+/// The kubelet's graceful node shutdown of `node`'s pods (see
+/// `KubeTwin::begin_node_shutdown`): DaemonSet pods and the node's mirror pods are left
+/// to the shutdown of the machine itself.
+pub(crate) fn shutdown_pods(store: &mut Store, sim: &mut Sim, node: &str) {
+    const MESSAGE: &str = "Pod was terminated in response to imminent node shutdown.";
+    let now = now_time();
+    for pod in pods_on(store, node) {
+        if terminal(&pod) || deleting(&pod) {
+            continue;
+        }
+        let owner = pod["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["controller"] == true)
+            .and_then(|r| r["kind"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        if owner == "DaemonSet" || owner == "Node" {
+            continue;
+        }
+        let was_ready = condition_status(&pod, "Ready") == Some("True");
+        let mut status = pod["status"].clone();
+        status["phase"] = json!("Failed");
+        status["reason"] = json!("Terminated");
+        status["message"] = json!(MESSAGE);
+        let mut conds = status["conditions"].as_array().cloned().unwrap_or_default();
+        set_condition(
+            &mut conds,
+            "DisruptionTarget",
+            "True",
+            "TerminationByKubelet",
+            MESSAGE,
+            &now,
+            &[],
+        );
+        for ty in ["Ready", "ContainersReady"] {
+            set_condition(&mut conds, ty, "False", "PodFailed", "", &now, &[]);
+        }
+        for c in &mut conds {
+            c["lastProbeTime"] = Value::Null;
+        }
+        status["conditions"] = json!(conds);
+        // The containers were stopped with SIGTERM (128 + 15).
+        if let Some(cs) = status["containerStatuses"].as_array_mut() {
+            for c in cs {
+                let started = c["state"]["running"]["startedAt"].clone();
+                c["state"] = json!({"terminated": {"exitCode": 143, "reason": "Error",
+                    "startedAt": started, "finishedAt": now, "containerID": c["containerID"].clone()}});
+                c["ready"] = json!(false);
+                c["started"] = json!(false);
+            }
+        }
+        write_status(store, &gvr_pods(), &pod, status);
+        if was_ready {
+            let name = format!("{}/{}", ns_of(&pod), name_of(&pod));
+            sim.transitions
+                .push(Transition::now(TransitionKind::Pod, &name, node, "False"));
+        }
+        // The runtime's containers of this pod are gone.
+        sim.runtimes.remove(uid_of(&pod));
     }
 }
 
@@ -460,6 +546,20 @@ pub(crate) fn kubelet_pods(store: &mut Store, sim: &mut Sim, clock: Clock, wake:
     if sim.crash_victim.as_ref().is_some_and(|v| !live.contains(v)) {
         sim.crash_victim = None;
     }
+    // A kubelet that is back finishes the deletion of its pods that were Terminating.
+    for pod in pods.iter().filter(|p| deleting(p)) {
+        let posting = pod["spec"]["nodeName"]
+            .as_str()
+            .and_then(|n| sim.nodes.get(n))
+            .is_some_and(|n| n.posting(clock));
+        if posting
+            && pod["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+        {
+            remove(store, &gvr_pods(), pod, "kubelet: pod terminated");
+        }
+    }
     for pod in pods.iter().filter(|p| !deleting(p) && !terminal(p)) {
         let Some(node) = pod["spec"]["nodeName"].as_str() else {
             continue;
@@ -467,8 +567,16 @@ pub(crate) fn kubelet_pods(store: &mut Store, sim: &mut Sim, clock: Clock, wake:
         let Some(n) = sim.nodes.get(node).cloned() else {
             continue;
         };
+        let was_ready = condition_status(pod, "Ready") == Some("True");
+        let pod_name = format!("{}/{}", ns_of(pod), name_of(pod));
         if !n.posting(clock) {
-            if !n.fresh(clock) && condition_status(pod, "Ready") == Some("True") {
+            if !n.fresh(clock) && was_ready {
+                sim.transitions.push(Transition::now(
+                    TransitionKind::Pod,
+                    &pod_name,
+                    node,
+                    "False",
+                ));
                 // MarkPodsNotReady: the node lifecycle controller's part.
                 let mut status = pod["status"].clone();
                 let mut conds = status["conditions"].as_array().cloned().unwrap_or_default();
@@ -521,8 +629,46 @@ pub(crate) fn kubelet_pods(store: &mut Store, sim: &mut Sim, clock: Clock, wake:
         };
         let rt = &sim.runtimes[uid_of(pod)];
         let status = kubelet_status(pod, &n, net_ok, rt, ip, clock);
+        let ready_now = status["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
         write_status(store, &gvr_pods(), pod, status);
+        if ready_now != was_ready {
+            let to = if ready_now { "True" } else { "False" };
+            sim.transitions
+                .push(Transition::now(TransitionKind::Pod, &pod_name, node, to));
+        }
+        // The node's Cilium agent is ready in this boot: pod networking works again.
+        if ready_now
+            && n.agent_wait
+            && agent_pod(pod)
+            && let Some(m) = sim.nodes.get_mut(node)
+        {
+            m.agent_wait = false;
+        }
     }
+    // Nodes without an agent pod do not wait for one.
+    let waiting: Vec<String> = sim
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.agent_wait)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for node in waiting {
+        if !pods.iter().any(|p| {
+            agent_pod(p) && !deleting(p) && p["spec"]["nodeName"].as_str() == Some(node.as_str())
+        }) && let Some(m) = sim.nodes.get_mut(&node)
+        {
+            m.agent_wait = false;
+        }
+    }
+}
+
+/// The Cilium agent's pod (`k8s-app=cilium` in kube-system, the DaemonSet of the install).
+fn agent_pod(pod: &Value) -> bool {
+    ns_of(pod) == "kube-system" && pod["metadata"]["labels"]["k8s-app"] == "cilium"
 }
 
 /// The pods `crashloop-pod` picks from: CoreDNS's (`k8s-app=kube-dns` in kube-system).

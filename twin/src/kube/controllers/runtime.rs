@@ -410,6 +410,7 @@ mod tests {
         let at = |secs: f64| Clock {
             now: t0 + Duration::from_secs_f64(secs),
             scale: 1.0,
+            t: Default::default(),
         };
         let crash = Crash {
             exit_code: 1,
@@ -498,6 +499,7 @@ mod tests {
         let clock = Clock {
             now: t0,
             scale: 1.0,
+            t: Default::default(),
         };
         let p = pod();
         let mut rt = PodRuntime::default();
