@@ -19,7 +19,9 @@
 //! 5. **Observe** with watches — the node NotReady, the Omni machine disconnected, the canary's
 //!    pods on the victim replaced elsewhere — while `/readyz` and the canary (agnhost netexec
 //!    Deployment spread over the nodes, behind a Service, reached through the API server's
-//!    proxy) are probed every `chaos.probe_interval`.
+//!    proxy) are probed every `chaos.probe_interval`. A canary probe is a GET retried up to
+//!    five times, as a client would: the proxy picks a random endpoint, and the dead node's
+//!    pod stays one until the node is marked NotReady.
 //! 6. **Restore**: start (or resume) the VM. The runner's restore stage does the same from the
 //!    journal on every other path (failure, timeout, Ctrl-C, SIGTERM, panic); `clusterproof
 //!    chaos recover` after a SIGKILL.
@@ -420,7 +422,15 @@ async fn gated(
     }
     if c.mode != StopMode::Reset && detected.is_some() {
         p.at("waiting for the victim's pods to be replaced");
-        match watch.wait(|s| s.rescheduled, c.reschedule_timeout).await {
+        // The outage lasts until the cluster has fully reacted: the pods replaced and Omni
+        // showing the machine disconnected (its link-down interval can be the longer).
+        let _ = watch
+            .wait(
+                |s| s.rescheduled.and(s.omni_disconnected),
+                c.reschedule_timeout,
+            )
+            .await;
+        match watch.state().rescheduled {
             Some(at) => {
                 let t = at.duration_since(injected_at).as_secs_f64();
                 p.metric("time_to_reschedule_seconds", t, "s");
@@ -540,6 +550,11 @@ async fn gated(
     p.metric("api_probe_failures", api.failed as f64, "probes");
     p.metric("canary_probes", canary_ok.total as f64, "probes");
     p.metric("canary_probe_failures", canary_ok.failed as f64, "probes");
+    p.metric(
+        "canary_attempt_failures",
+        canary_ok.attempts_failed as f64,
+        "requests",
+    );
     p.metric("experiment_seconds", t0.elapsed().as_secs_f64(), "s");
     let api_slo = if plan.control_plane {
         c.slo.api_control_plane
@@ -854,8 +869,18 @@ fn canary_namespace(cx: &Context) -> String {
 #[derive(Debug, Default, Clone, Copy)]
 struct Tally {
     total: u64,
+    /// Probes whose every attempt failed.
     failed: u64,
+    /// Attempts that failed, retried or not.
+    attempts_failed: u64,
 }
+
+/// Attempts per canary probe. The API server's service proxy sends each request to one
+/// endpoint picked at random, and a stopped node's pods stay endpoints until the node is
+/// marked NotReady (the grace period): a single GET measures the endpoint lag, not whether
+/// the Service serves. A probe is what a client retrying an idempotent GET sees: it fails
+/// when every attempt fails. Failed attempts are counted too (`canary_attempt_failures`).
+const CANARY_ATTEMPTS: u32 = 5;
 
 impl Tally {
     fn percent(&self) -> f64 {
@@ -887,7 +912,7 @@ impl Probes {
         let (stop, rx) = tokio::sync::watch::channel(false);
         // A probe that takes longer than a few intervals has failed.
         let limit = (every * 4).max(Duration::from_millis(200));
-        let spawn = |path: String, lane: Lane, what: &'static str| {
+        let spawn = |path: String, lane: Lane, what: &'static str, attempts: u32| {
             let (kube, events, mut rx) = (kube.clone(), cx.events.clone(), rx.clone());
             tokio::spawn(async move {
                 let mut t = Tally::default();
@@ -899,26 +924,42 @@ impl Probes {
                         _ = rx.changed() => return t,
                     }
                     t.total += 1;
-                    let r = tokio::time::timeout(limit, kube.raw_get(&path)).await;
-                    let why = match r {
-                        Ok(Ok(r)) if r.status == 200 => continue,
-                        Ok(Ok(r)) => format!("{what} answered {}", r.status),
-                        Ok(Err(e)) => format!("{what}: {e}"),
-                        Err(_) => format!(
-                            "{what}: no answer within {}",
-                            humantime::format_duration(limit)
-                        ),
-                    };
+                    let mut why = String::new();
+                    for _ in 0..attempts {
+                        let r = tokio::time::timeout(limit, kube.raw_get(&path)).await;
+                        why = match r {
+                            Ok(Ok(r)) if r.status == 200 => {
+                                why.clear();
+                                break;
+                            }
+                            Ok(Ok(r)) => format!("{what} answered {}", r.status),
+                            Ok(Err(e)) => format!("{what}: {e}"),
+                            Err(_) => format!(
+                                "{what}: no answer within {}",
+                                humantime::format_duration(limit)
+                            ),
+                        };
+                        t.attempts_failed += 1;
+                    }
+                    if why.is_empty() {
+                        continue;
+                    }
                     t.failed += 1;
+                    let why = if attempts > 1 {
+                        format!("{why} ({attempts} attempts)")
+                    } else {
+                        why
+                    };
                     events.mark(lane, MarkState::Down, why);
                 }
             })
         };
-        let api = spawn("/readyz".into(), Lane::ApiProbe, "/readyz");
+        let api = spawn("/readyz".into(), Lane::ApiProbe, "/readyz", 1);
         let canary = spawn(
             format!("/api/v1/namespaces/{ns}/services/{CANARY}:http/proxy/hostname"),
             Lane::CanaryProbe,
             "canary",
+            CANARY_ATTEMPTS,
         );
         Probes {
             stop,
@@ -1074,7 +1115,14 @@ impl Observer {
                     let pname = pod.metadata.name.clone().unwrap_or_default();
                     let on_victim = pod.spec.as_ref().and_then(|s| s.node_name.as_deref())
                         == Some(node.as_str());
-                    if on_victim && pod.metadata.deletion_timestamp.is_some() && !evicted {
+                    // Evicted (Terminating after its toleration), or stopped by the kubelet's
+                    // graceful node shutdown (phase Failed, reason Terminated).
+                    let gone = pod.metadata.deletion_timestamp.is_some()
+                        || matches!(
+                            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+                            Some("Failed" | "Succeeded")
+                        );
+                    if on_victim && gone && !evicted {
                         evicted = true;
                         events.mark(
                             Lane::Pods,

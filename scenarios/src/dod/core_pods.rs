@@ -93,9 +93,23 @@ fn restarts(pods: &[Pod]) -> BTreeMap<(String, String), i32> {
     m
 }
 
+/// Reasons of a pod the node itself ended — the kubelet's graceful node shutdown
+/// (`Terminated`, "Pod was terminated in response to imminent node shutdown.", kubelet
+/// `pkg/kubelet/nodeshutdown`; `Shutdown`/`NodeShutdown` in older kubelets) or an eviction
+/// (`Evicted`). Their controller replaces them; they are not a crash.
+const ENDED_BY_NODE: [&str; 4] = ["Terminated", "Shutdown", "NodeShutdown", "Evicted"];
+
 /// What is wrong with one pod right now, if anything.
 fn offence(p: &Pod, pending_bound: std::time::Duration) -> Option<String> {
     let st = p.status.as_ref()?;
+    if st.phase.as_deref() == Some("Failed")
+        && st
+            .reason
+            .as_deref()
+            .is_some_and(|r| ENDED_BY_NODE.contains(&r))
+    {
+        return None;
+    }
     for c in st.container_statuses.iter().flatten() {
         if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref())
             && let Some(r) = w.reason.as_deref()

@@ -262,7 +262,11 @@ async fn diagnose(
             } else if hosts.len() <= 3 {
                 hosts.join("; ")
             } else {
-                format!("{}; … and {} more (each in the evidence)", hosts[..3].join("; "), hosts.len() - 3)
+                format!(
+                    "{}; … and {} more (each in the evidence)",
+                    hosts[..3].join("; "),
+                    hosts.len() - 3
+                )
             }
         );
         if hosts.len() > 3 {
