@@ -280,7 +280,12 @@ async fn sigkill_at_any_point_then_recover_restores_the_lab() {
         }
         child.kill().unwrap();
         child.wait().unwrap();
-        if lab.journal().exists() {
+        // A journal with something left to undo (not yet `restored`).
+        let unfinished = std::fs::read_to_string(lab.journal())
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|j| j["stage"] != "restored");
+        if unfinished {
             killed_with_journal += 1;
             // Before recovery, a new run refuses and says how to recover.
             let (code, r, text) = lab.chaos(&["--yes"]);
@@ -305,7 +310,7 @@ async fn sigkill_at_any_point_then_recover_restores_the_lab() {
         lab.assert_healthy(&format!("after a kill at {point:?} and recover"));
     }
     assert!(
-        killed_with_journal >= 8,
+        killed_with_journal >= 7,
         "only {killed_with_journal} kills left a journal to recover"
     );
 }

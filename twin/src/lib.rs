@@ -454,7 +454,9 @@ fn lab_file(
     // longer than detect_timeout with the real defaults; reschedule_timeout covers it.)
     let grace = timing.node_monitor_grace;
     let detect_timeout = scaled(2.0 * grace + 20.0, 1000);
-    let reschedule_timeout = scaled(grace + timing.default_toleration + 120.0, 3000);
+    // Twice the grace and the toleration: a loaded 2-core machine slips, and a bound that is
+    // not needed costs nothing.
+    let reschedule_timeout = scaled(2.0 * (grace + timing.default_toleration) + 120.0, 3000);
     let recovery_timeout = scaled(600.0, 5000);
     let restore_timeout = scaled(300.0, 3000);
     format!(
@@ -514,6 +516,8 @@ reschedule_timeout = "{reschedule_timeout}"
 recovery_timeout = "{recovery_timeout}"
 restore_timeout = "{restore_timeout}"
 probe_interval = "50ms"
+# Lease durations are whole seconds: the shortest lock a killed run can leave behind.
+lock_lease = "1s"
 "#,
         endpoint = o.endpoint(),
         omnictl = q(f.omnictl),

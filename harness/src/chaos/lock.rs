@@ -3,6 +3,7 @@
 //! holder dies (`renewTime + leaseDurationSeconds` in the past: a later run may take it over,
 //! by an update conditioned on the expired Lease's `resourceVersion`).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +46,52 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         self.renew.abort();
     }
+}
+
+/// Who takes the lock: `clusterproof pid <pid> on <host> at <time>` — enough for a person to
+/// find the run, and for [`holder_is_dead_here`] to tell a killed run's lock.
+pub fn holder_identity() -> String {
+    format!(
+        "clusterproof pid {} on {} at {}",
+        std::process::id(),
+        hostname(),
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// Whether `holder` names a clusterproof process on this host that no longer runs (killed).
+pub fn holder_is_dead_here(holder: &str) -> bool {
+    let Some(rest) = holder.strip_prefix("clusterproof pid ") else {
+        return false;
+    };
+    let mut words = rest.split(' ');
+    let (Some(pid), Some("on"), Some(host)) = (words.next(), words.next(), words.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    host == hostname() && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The holder of the lock, if it is held.
+pub async fn holder(client: kube::Client) -> Result<Option<String>, LockError> {
+    let api: Api<Lease> = Api::namespaced(client, NAMESPACE);
+    Ok(api
+        .get_opt(NAME)
+        .await
+        .map_err(api_err)?
+        .filter(|l| !expired(l))
+        .and_then(|l| l.spec.and_then(|s| s.holder_identity)))
 }
 
 fn now() -> MicroTime {

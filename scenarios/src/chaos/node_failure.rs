@@ -99,7 +99,8 @@ impl Scenario for NodeFailure {
     /// Whatever the experiment left undone, from the journal: the VM running again with its
     /// HA state, the lock released, the journal closed.
     fn restore<'a>(&'a self, cx: &'a Context) -> Option<(Duration, BoxFuture<'a, Restored>)> {
-        let deadline = cx.lab.spec.lab.chaos.restore_timeout + Duration::from_secs(10);
+        // Starting the VM, then its node turning Ready, each within restore_timeout.
+        let deadline = cx.lab.spec.lab.chaos.restore_timeout * 2 + Duration::from_secs(10);
         Some((
             deadline,
             Box::pin(async move {
@@ -127,7 +128,7 @@ impl Scenario for NodeFailure {
     }
 }
 
-const CANARY: &str = "clusterproof-canary";
+use harness::chaos::CANARY;
 const PORT: u16 = 8080;
 const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
 
@@ -198,12 +199,7 @@ async fn experiment(cx: &Context, p: &Progress) -> Result<Outcome, Outcome> {
     }
     let kube = crate::dod::kube(cx).await?.clone();
     let px = cx.lab.proxmox()?;
-    let holder = format!(
-        "clusterproof pid {} on {} at {}",
-        std::process::id(),
-        hostname(),
-        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    );
+    let holder = lock::holder_identity();
 
     // 1. Gate: the lock, then a healthy cluster.
     p.at("taking the cluster lock");
@@ -779,15 +775,6 @@ fn splitmix64(seed: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".into())
-}
-
 /// The canary: agnhost netexec pods spread over the nodes (one per Ready node), a Service in
 /// front; removed at the end, and on every other path when dropped.
 struct Canary {
@@ -862,7 +849,7 @@ impl Canary {
 }
 
 fn canary_namespace(cx: &Context) -> String {
-    format!("{}-canary", cx.lab.spec.lab.verify.probe_namespace)
+    harness::chaos::canary_namespace(&cx.lab.spec.lab)
 }
 
 /// Success counts of one probe.

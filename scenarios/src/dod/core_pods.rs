@@ -93,6 +93,19 @@ fn restarts(pods: &[Pod]) -> BTreeMap<(String, String), i32> {
     m
 }
 
+/// Whether container `name`'s last termination is the one a lost node leaves: reason
+/// `Unknown`, exit code 255 (the kubelet's record of a container whose runtime state is gone).
+fn lost_with_node(p: &Pod, name: &str) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.name == name)
+        .filter_map(|c| c.last_state.as_ref()?.terminated.as_ref())
+        .any(|t| t.exit_code == 255 && t.reason.as_deref() == Some("Unknown"))
+}
+
 /// Reasons of a pod the node itself ended — the kubelet's graceful node shutdown
 /// (`Terminated`, "Pod was terminated in response to imminent node shutdown.", kubelet
 /// `pkg/kubelet/nodeshutdown`; `Shutdown`/`NodeShutdown` in older kubelets) or an eviction
@@ -180,11 +193,21 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     let after = list().await?;
     let (r0, r1) = (restarts(&before), restarts(&after));
     let mut problems: Vec<String> = Vec::new();
+    let mut reboots: Vec<String> = Vec::new();
     for (key, n1) in &r1 {
         if let Some(n0) = r0.get(key)
             && n1 > n0
         {
             let pod = after.iter().find(|p| pod_name(p) == key.0);
+            // `Unknown` with exit 255: the container's state was lost with its node (a reboot
+            // or a runtime restart) and the kubelet started it again — not a crash.
+            if pod.is_some_and(|p| lost_with_node(p, &key.1)) {
+                reboots.push(format!(
+                    "{} container {} restarted after its node came back (last state Unknown, exit 255)",
+                    key.0, key.1
+                ));
+                continue;
+            }
             problems.push(format!(
                 "{} container {} restarted {} time(s) within {}; {}",
                 key.0,
@@ -211,6 +234,9 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
         ),
         "`kubectl -n kube-system describe pod NAME` and `kubectl -n kube-system logs NAME --previous` show why the container exits",
     );
+    for r in reboots {
+        o = o.evidence(r);
+    }
     for p in &after {
         let phase = p
             .status
