@@ -187,8 +187,20 @@ fn chaos_recover(lab_path: &Path) -> i32 {
             allow_changes: true,
             dry_run: false,
         };
+        let unfinished = match harness::chaos::journal::Journal::load(&state) {
+            Ok(j) => j.is_some(),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::BAD_INPUT;
+            }
+        };
         let lab = match Lab::connect(spec, opts) {
             Ok(l) => l,
+            // Nothing to restore: the connection was only for a killed run's stale lock.
+            Err(_) if !unfinished => {
+                println!("no unfinished chaos journal in {}", state.display());
+                return exit::OK;
+            }
             Err(e) => {
                 eprintln!("error: cannot connect to {}: {e}", lab_path.display());
                 return exit::BAD_INPUT;
@@ -198,6 +210,9 @@ fn chaos_recover(lab_path: &Path) -> i32 {
             Ok(r) => match r.journal {
                 None => {
                     println!("no unfinished chaos journal in {}", state.display());
+                    for l in r.evidence {
+                        println!("  {l}");
+                    }
                     exit::OK
                 }
                 Some(j) => {

@@ -61,6 +61,8 @@ pub enum SessionError {
     NoScenarios(String),
     #[error("starting the built-in twin: {0}")]
     Twin(#[from] twin::TwinError),
+    #[error("provisioning the built-in twin failed: {0}")]
+    TwinSetup(String),
     #[error(transparent)]
     Spec(#[from] SpecError),
     #[error("{lab}: {source}")]
@@ -93,6 +95,7 @@ impl SessionError {
             | SessionError::Connect { .. } => exit::BAD_INPUT,
             SessionError::NoScenarios(_)
             | SessionError::Twin(_)
+            | SessionError::TwinSetup(_)
             | SessionError::Io { .. }
             | SessionError::Report { .. } => exit::NOT_EVALUATED,
         }
@@ -274,25 +277,23 @@ impl SessionBuilder {
             Target::Lab(_) => &[],
         };
         let faults = faults.to_vec();
-        let (mut selected, mut notes) = select(&self.phases, &self.only)?;
-        // The built-in twin starts empty: checks of a running cluster need it provisioned.
+        let (selected, mut notes) = select(&self.phases, &self.only)?;
+        // The built-in twin starts empty: checks of a running cluster need it provisioned
+        // first — a setup step of the twin's own (also under --dry-run: the twin is not the
+        // user's lab), not part of what this run reports.
+        let mut setup = Vec::new();
         if matches!(self.target, Target::Twin(_))
             && !selected.iter().any(|s| s.phase() <= Phase::Provision)
             && selected.iter().any(|s| s.phase() >= Phase::Verify)
         {
-            let provision: Vec<_> = scenarios::catalog()
+            setup = scenarios::catalog()
                 .into_iter()
                 .filter(|s| s.phase() == Phase::Provision)
                 .collect();
             notes.push(format!(
                 "the built-in twin starts empty: provisioning it first ({})",
-                provision
-                    .iter()
-                    .map(|s| s.id())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                setup.iter().map(|s| s.id()).collect::<Vec<_>>().join(", ")
             ));
-            selected.splice(0..0, provision);
         }
         let twin = match &self.target {
             Target::Lab(_) => None,
@@ -307,6 +308,7 @@ impl SessionBuilder {
             Ok((lab, run_id, report_dir)) => Ok(Session {
                 command: self.command_line(&faults),
                 builder: self,
+                setup,
                 selected,
                 notes,
                 twin,
@@ -454,6 +456,8 @@ fn connect(
 pub struct Session {
     builder: SessionBuilder,
     command: String,
+    /// Provisioning the built-in twin before a run that needs a running cluster.
+    setup: Vec<Arc<dyn Scenario>>,
     selected: Vec<Arc<dyn Scenario>>,
     notes: Vec<String>,
     twin: Option<twin::Twin>,
@@ -510,6 +514,7 @@ impl Session {
         let Session {
             builder,
             command,
+            setup,
             selected,
             twin,
             lab,
@@ -517,7 +522,10 @@ impl Session {
             report_dir,
             ..
         } = self;
-        let result = run_inner(builder, command, selected, lab, run_id, &report_dir).await;
+        let result = match provision_twin(&lab, setup, &run_id).await {
+            Ok(()) => run_inner(builder, command, selected, lab, run_id, &report_dir).await,
+            Err(e) => Err(e),
+        };
         if let Some(t) = twin {
             t.shutdown().await;
         }
@@ -527,6 +535,60 @@ impl Session {
             record,
             report_dir,
         })
+    }
+}
+
+/// Run the twin's setup scenarios (its provisioning) with a lab of their own that may change
+/// it: any that does not pass is an error of the session.
+async fn provision_twin(
+    lab: &Lab,
+    setup: Vec<Arc<dyn Scenario>>,
+    run_id: &str,
+) -> Result<(), SessionError> {
+    if setup.is_empty() {
+        return Ok(());
+    }
+    let needs: Vec<Need> = setup
+        .iter()
+        .flat_map(|s| s.needs().iter().copied())
+        .collect();
+    let twin_lab = Lab::connect(
+        lab.spec.clone(),
+        ConnectOptions {
+            needs,
+            allow_changes: true,
+            dry_run: false,
+        },
+    )
+    .map_err(|source| SessionError::Connect {
+        lab: lab.spec.lab.path.display().to_string(),
+        source,
+    })?;
+    let opts = RunOptions {
+        command: "provisioning the built-in twin".into(),
+        run_id: format!("{run_id}-setup"),
+        scenario_timeout: Duration::from_secs(120),
+        keep_going: false,
+    };
+    let records = runner::run(
+        Arc::new(twin_lab),
+        setup,
+        &EventBus::new(),
+        &opts,
+        std::future::pending(),
+    )
+    .await;
+    match records.iter().find(|r| {
+        !matches!(
+            r.outcome.verdict,
+            harness::scenario::Verdict::Pass | harness::scenario::Verdict::Warn
+        )
+    }) {
+        None => Ok(()),
+        Some(r) => Err(SessionError::TwinSetup(format!(
+            "{}: {}: {}",
+            r.id, r.outcome.verdict, r.outcome.message
+        ))),
     }
 }
 

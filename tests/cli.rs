@@ -150,12 +150,20 @@ fn chaos_node_failure_takes_the_experiment_and_runs_the_chaos_phase() {
         .arg(tmp.path())
         .output()
         .unwrap();
-    // Routed to what `chaos` does: this build has no chaos scenario yet.
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    // The chaos phase runs with the experiment asked for: a dry run of it against the twin
+    // (provisioned first) plans a control-plane victim by seed 7 and changes nothing.
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("result.json")).unwrap())
+            .unwrap();
+    let msg = r["scenarios"][0]["outcome"]["message"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
-        text(&o).contains("no scenarios in phase chaos"),
-        "{}",
-        text(&o)
+        msg.contains("dry run: would suspend VM")
+            && msg.contains("control plane")
+            && msg.contains("seed 7"),
+        "{msg}"
     );
     let cmd = clusterproof::cli::command();
     for bad in [

@@ -54,6 +54,9 @@ pub struct TwinOptions {
     /// Whether the VMs the provider creates are HA-managed (an HA resource each, state
     /// `started`); the `victim-ha-managed` fault sets it too.
     pub ha_managed: bool,
+    /// Which provider version's placement the twin's provider follows (default v0.2.0's:
+    /// a machine set spreads); its lab file names that version.
+    pub placement: proxmox::Placement,
 }
 
 impl Default for TwinOptions {
@@ -65,6 +68,7 @@ impl Default for TwinOptions {
             size: TwinSize::SEED,
             timing: Timing::default(),
             ha_managed: false,
+            placement: proxmox::Placement::default(),
         }
     }
 }
@@ -212,6 +216,7 @@ impl Twin {
                 time_scale: opts.time_scale,
                 timing: opts.timing.clone(),
                 ha_managed: opts.ha_managed,
+                placement: opts.placement,
             })
             .await?,
         );
@@ -323,15 +328,7 @@ impl Twin {
             omnictl: &omnictl,
             cilium: &cilium,
         };
-        let text = lab_file(
-            &proxmox,
-            &dns,
-            &omni,
-            &files,
-            opts.time_scale,
-            opts.size,
-            &opts.timing,
-        );
+        let text = lab_file(&proxmox, &dns, &omni, &files, &opts);
         std::fs::write(&lab, text)
             .map_err(|e| TwinError::Io("write the twin's lab file".into(), e))?;
         Ok(Twin {
@@ -430,10 +427,10 @@ fn lab_file(
     d: &dns::DnsViews,
     o: &omni::OmniTwin,
     f: &LabFiles,
-    time_scale: f64,
-    size: TwinSize,
-    timing: &Timing,
+    opts: &TwinOptions,
 ) -> String {
+    let (time_scale, size, timing, placement) =
+        (opts.time_scale, opts.size, &opts.timing, opts.placement);
     let q = |p: &Path| format!("{:?}", p.display().to_string());
     let crds = f.fixtures.twin("gateway-api/standard-install.yaml");
     // The plan's 10 minutes, at the twin's pace — and no less than this machine needs to run
@@ -470,9 +467,9 @@ endpoint = "{endpoint}"
 omnictl = {omnictl}
 provider_id = "{provider}"
 lan_ip = "{omni_lan}"
-# The twin's provider places VMs as v0.2.0 does: each pick reserves its memory, so a machine
-# set spreads over the hosts (the real provider leaves its status's version empty).
-provider_version = "v0.2.0"
+# The version whose placement the twin's provider follows (v0.2.0: a machine set spreads;
+# v0.1.4: it stacks on one host); the real provider leaves its status's version empty.
+provider_version = "{provider_version}"
 service_account_key_file = {key}
 
 [proxmox]
@@ -520,6 +517,7 @@ probe_interval = "50ms"
 lock_lease = "1s"
 "#,
         endpoint = o.endpoint(),
+        provider_version = placement.version(),
         omnictl = q(f.omnictl),
         provider = PROVIDER_ID,
         omni_lan = OMNI_LAN_IP,

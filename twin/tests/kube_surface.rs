@@ -536,6 +536,7 @@ async fn proxmox_requests_are_counted_by_path_template() {
         time_scale: 0.01,
         timing: Default::default(),
         ha_managed: false,
+        placement: Default::default(),
     })
     .await
     .unwrap();

@@ -27,6 +27,7 @@ async fn setup(faults: Vec<OmniFault>) -> (OmniTwin, OmniClient, tempfile::TempD
         lan_ip: "192.168.10.20".parse().unwrap(),
         service_account_key: SecretSource::File(key),
         omniconfig: None,
+        provider_version: None,
     };
     let c = OmniClient::new(&lab, Duration::from_secs(20)).unwrap();
     (t, c, dir)

@@ -21,6 +21,7 @@ async fn twin() -> ProxmoxTwin {
         time_scale: 0.01,
         timing: Default::default(),
         ha_managed: false,
+        placement: Default::default(),
     })
     .await
     .unwrap()

@@ -19,6 +19,7 @@ async fn twin(faults: Vec<Fault>) -> ProxmoxTwin {
         time_scale: 0.01,
         timing: Default::default(),
         ha_managed: false,
+        placement: Default::default(),
     })
     .await
     .unwrap()

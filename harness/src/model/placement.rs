@@ -9,9 +9,11 @@
 //!   of its VMs runs, and Proxmox's `mem` counts only running VMs: every VM of a set sees the
 //!   hosts as they were when the set started, so **the whole set lands on one host** (the
 //!   "fewest VMs of this set" sort key is 0 for all of them: the tag is written later);
-//! - from v0.2.0 ([`Scheduler::Reserving`]) the provider remembers its picks (reservations):
-//!   each placed VM's memory counts for the next one, so a set spreads. v0.2.0 also offers
-//!   other strategies (fewer-vms, round-robin, binpack); this models its spread placement.
+//! - from v0.2.0 ([`Scheduler::Reserving`]) the provider remembers its picks (reservations,
+//!   counted within one machine set): the "fewest VMs of this set" key works, so a set
+//!   spreads over the hosts whatever other sets' requests are interleaved with it, and each
+//!   placed VM's memory counts for the next pick. v0.2.0 also offers other strategies
+//!   (round-robin, binpack); this models its spreading placement.
 //!
 //! Memory fit is checked against what the VMs will use once running, whatever the version.
 
@@ -121,6 +123,8 @@ pub fn place(
     // far; without, the hosts as they were before the current set.
     let mut seen = used.clone();
     let mut set: Option<&str> = None;
+    // VMs of each set placed on each host so far.
+    let mut set_on: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     let mut plan = Plan::default();
     for (i, vm) in vms.iter().enumerate() {
         if set != Some(vm.set.as_str()) {
@@ -149,10 +153,22 @@ pub fn place(
             None => hosts
                 .iter()
                 .filter(|h| h.online && h.total > 0)
-                .max_by(|a, b| {
-                    let fa = (a.total - sees[&a.name].min(a.total)) as f64 / a.total as f64;
-                    let fb = (b.total - sees[&b.name].min(b.total)) as f64 / b.total as f64;
-                    fa.total_cmp(&fb).then_with(|| b.name.cmp(&a.name))
+                .min_by(|a, b| {
+                    // v0.2.0's scheduler counts each set's picks: the fewest of this set first.
+                    let of_set = |h: &HostMem| match scheduler {
+                        Scheduler::Reserving => set_on
+                            .get(&(vm.set.as_str(), h.name.as_str()))
+                            .copied()
+                            .unwrap_or(0),
+                        Scheduler::Unreserved => 0,
+                    };
+                    let free = |h: &HostMem| {
+                        (h.total - sees[&h.name].min(h.total)) as f64 / h.total as f64
+                    };
+                    of_set(a)
+                        .cmp(&of_set(b))
+                        .then_with(|| free(b).total_cmp(&free(a)))
+                        .then_with(|| a.name.cmp(&b.name))
                 }),
         };
         let Some(h) = target else {
@@ -174,6 +190,9 @@ pub fn place(
             continue;
         }
         used.insert(h.name.clone(), after);
+        *set_on
+            .entry((vm.set.as_str(), h.name.as_str()))
+            .or_default() += 1;
         plan.placed.entry(h.name.clone()).or_default().push(i);
     }
     plan.used_after = used;

@@ -333,6 +333,23 @@ async fn gated(
     let t0 = Instant::now();
     let probes = Probes::start(cx, kube, &canary_namespace(cx), c.probe_interval);
 
+    let watch = Observer::start(cx, kube, &plan);
+    // The watches must know the world before it changes: a replacement pod created before
+    // the canary watch's initial list would look like one that was always there.
+    if watch
+        .wait(
+            |s| (s.synced >= KUBE_WATCHES).then(Instant::now),
+            lab.verify.timeout,
+        )
+        .await
+        .is_none()
+    {
+        return Ok(p.outcome(Outcome::error(format!(
+            "the watches on node {} and its pods did not start within {}",
+            plan.node,
+            humantime::format_duration(lab.verify.timeout)
+        ))));
+    }
     // 3. Journal, 4. inject.
     let mut journal = Journal {
         run_id: holder.to_string(),
@@ -351,7 +368,6 @@ async fn gated(
         .save(&lab.state_dir)
         .map_err(|e| Outcome::error(format!("not injecting: {e}")))?;
     p.at("injecting");
-    let watch = Observer::start(cx, kube, &plan);
     let injected_at = Instant::now();
     let upid = match px.vm_action(&plan.vm.host, plan.vm.vmid, action).await {
         Ok(u) => u,
@@ -897,8 +913,8 @@ impl Drop for Probes {
 impl Probes {
     fn start(cx: &Context, kube: &KubeClient, ns: &str, every: Duration) -> Probes {
         let (stop, rx) = tokio::sync::watch::channel(false);
-        // A probe that takes longer than a few intervals has failed.
-        let limit = (every * 4).max(Duration::from_millis(200));
+        // A probe that takes longer than a few intervals (and at least a second) has failed.
+        let limit = (every * 4).max(Duration::from_secs(1));
         let spawn = |path: String, lane: Lane, what: &'static str, attempts: u32| {
             let (kube, events, mut rx) = (kube.clone(), cx.events.clone(), rx.clone());
             tokio::spawn(async move {
@@ -978,7 +994,12 @@ struct Seen {
     omni_now_disconnected: bool,
     rescheduled: Option<Instant>,
     cilium_ready: bool,
+    /// Kubernetes watches whose initial list is in (the node, the canary's pods, the agent).
+    synced: u8,
 }
+
+/// How many Kubernetes watches the [`Observer`] runs.
+const KUBE_WATCHES: u8 = 3;
 
 /// Watches on the victim's node, its Omni machine, the canary's pods and the node's Cilium
 /// agent, feeding one [`Seen`]; stopped when dropped.
@@ -1015,6 +1036,10 @@ impl Observer {
                 let mut s = std::pin::pin!(watcher::watcher(api, cfg).default_backoff());
                 let mut was_ready = true;
                 while let Some(ev) = s.next().await {
+                    if matches!(ev, Ok(watcher::Event::InitDone)) {
+                        tx.send_modify(|s| s.synced += 1);
+                        continue;
+                    }
                     let Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) = ev else {
                         continue;
                     };
@@ -1093,6 +1118,7 @@ impl Observer {
                             p
                         }
                         Ok(watcher::Event::InitDone) => {
+                            tx.send_modify(|s| s.synced += 1);
                             known = initial.take().unwrap_or_default();
                             continue;
                         }
@@ -1161,6 +1187,10 @@ impl Observer {
                 let mut s = std::pin::pin!(watcher::watcher(api, cfg).default_backoff());
                 let mut was = true;
                 while let Some(ev) = s.next().await {
+                    if matches!(ev, Ok(watcher::Event::InitDone)) {
+                        tx.send_modify(|s| s.synced += 1);
+                        continue;
+                    }
                     let Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) = ev else {
                         continue;
                     };

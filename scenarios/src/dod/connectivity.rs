@@ -3,20 +3,23 @@
 //!
 //! Proves (deployment plan, Step 6 and Definition of Done): done the way Kubernetes' own
 //! network e2e tests do it (test/e2e/network: agnhost `netexec` pods, reached through the API
-//! server's proxy, asked to `/dial` each other). One probe pod per schedulable node — control
-//! planes included (the probe tolerates their taint); NotReady, cordoned or otherwise tainted
-//! nodes are left out — plus a Service in `verify.probe_namespace`, image
-//! `verify.probe_image` (a mirror's, where registry.k8s.io is unreachable). Each pod dials every
-//! other pod by IP (for more than 8 nodes: its next two neighbours), and one pod dials the
-//! Service's ClusterIP. The workload is deleted afterwards, also on failure, timeout or
-//! cancellation. With `--dry-run` nothing is created: the scenario says what it would create.
+//! server's proxy, asked to `/dial` each other). A DaemonSet puts one probe pod on every
+//! schedulable node — control planes included (the probe tolerates their taint); NotReady,
+//! cordoned or otherwise tainted nodes are left out — with a Service, in
+//! `verify.probe_namespace`, image `verify.probe_image` (a mirror's, where registry.k8s.io is
+//! unreachable); one watch sees them run. Pods dial each other by IP — every pair on a small
+//! cluster, 20 pairs sampled over the nodes on a large one, so the request count does not grow
+//! with the cluster — and one pod dials the Service's ClusterIP. The workload is deleted
+//! afterwards, also on failure, timeout or cancellation. With `--dry-run` nothing is created:
+//! the scenario says what it would create.
 
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use harness::kube::KubeClient;
 use harness::scenario::{Context, Meta, Need, Outcome, Phase, Scenario, Verdict};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::Api;
-use kube::runtime::wait::{await_condition, conditions};
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use super::{kube, name};
@@ -100,16 +103,44 @@ async fn dial(
     }
 }
 
+/// Dials between probe pods: every ordered pair while there are at most this many, else this
+/// many pairs sampled over the nodes — so the requests `verify` sends do not grow with the
+/// cluster (a scheduled run against 500 nodes costs what one against 5 does).
+const MAX_PAIRS: usize = 20;
+
+/// The (from, to) probe indices to dial among `n` probes.
+fn pairs(n: usize) -> Vec<(usize, usize)> {
+    if n < 2 {
+        return Vec::new();
+    }
+    if n * (n - 1) <= MAX_PAIRS {
+        return (0..n)
+            .flat_map(|i| (0..n).filter(move |j| *j != i).map(move |j| (i, j)))
+            .collect();
+    }
+    // Sources spread evenly over the nodes; each dials at a different distance, so both
+    // neighbours and far nodes (other hosts, other racks) are covered.
+    (0..MAX_PAIRS)
+        .map(|k| {
+            let i = k * n / MAX_PAIRS;
+            let j = (i + 1 + (k * 7) % (n - 1)) % n;
+            (i, j)
+        })
+        .collect()
+}
+
 async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     let v = &cx.lab.spec.lab.verify;
     let kube = kube(cx).await?;
-    let nodes: Vec<Node> = kube
+    let mut nodes: Vec<String> = kube
         .nodes()
         .await
         .map_err(|e| Outcome::error(e.to_string()))?
-        .into_iter()
-        .filter(schedulable)
+        .iter()
+        .filter(|n| schedulable(n))
+        .map(|n| name(n).to_string())
         .collect();
+    nodes.sort();
     if nodes.len() < 2 {
         return Ok(Outcome::new(
             Verdict::Fail,
@@ -120,80 +151,123 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
         ));
     }
     let ns = v.probe_namespace.clone();
-    let pods: Vec<(String, String)> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (format!("netexec-{i}"), name(n).to_string()))
-        .collect();
+    let dials = pairs(nodes.len());
     if cx.lab.dry_run {
         return Ok(Outcome::skip(format!(
-            "dry run: would create namespace {ns}, {} {} pod(s) (one per schedulable node) and Service {APP}, dial between them, then delete them",
-            pods.len(),
-            v.probe_image
+            "dry run: would create namespace {ns}, DaemonSet and Service {APP} ({} on each of {} schedulable nodes), dial {} pod pair(s) and the Service, then delete them",
+            v.probe_image,
+            nodes.len(),
+            dials.len()
         )));
     }
     let fail = |what: &str, e: harness::kube::KubeError| Outcome::error(format!("{what}: {e}"));
     let mut guard = Workload::in_namespace(kube, &ns)
         .await
         .map_err(|e| fail("creating the probe namespace", e))?;
-    for (pod, node) in &pods {
-        guard.apply(json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": pod, "namespace": ns, "labels": {"app": APP}},
+    let labels = json!({"app": APP});
+    guard
+        .apply(json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": APP, "labels": labels},
             "spec": {
-                "nodeSelector": {"kubernetes.io/hostname": node},
-                "tolerations": [{"key": CONTROL_PLANE_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
-                "containers": [{
-                    "name": "netexec", "image": v.probe_image,
-                    "args": ["netexec", format!("--http-port={PORT}"), "--udp-port=-1"],
-                    "ports": [{"containerPort": PORT, "protocol": "TCP"}],
-                }],
-                "terminationGracePeriodSeconds": 0,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        // Only the schedulable nodes: a DaemonSet would also place pods on
+                        // cordoned or NotReady ones, which are not what this tests.
+                        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchExpressions": [{
+                                "key": "kubernetes.io/hostname", "operator": "In", "values": nodes,
+                            }]}],
+                        }}},
+                        "tolerations": [{"key": CONTROL_PLANE_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
+                        "containers": [{
+                            "name": "netexec", "image": v.probe_image,
+                            "args": ["netexec", format!("--http-port={PORT}"), "--udp-port=-1"],
+                            "ports": [{"containerPort": PORT, "protocol": "TCP"}],
+                        }],
+                        "terminationGracePeriodSeconds": 0,
+                    },
+                },
             },
         }))
         .await
-        .map_err(|e| fail(&format!("creating probe pod {pod}"), e))?;
-    }
-    guard.apply(json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": APP, "namespace": ns},
-        "spec": {"selector": {"app": APP}, "ports": [{"port": PORT, "targetPort": PORT, "protocol": "TCP"}]},
-    }))
-    .await
-    .map_err(|e| fail("creating the probe Service", e))?;
+        .map_err(|e| fail("creating the probe DaemonSet", e))?;
+    guard
+        .apply(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": APP},
+            "spec": {"selector": labels, "ports": [{"port": PORT, "targetPort": PORT, "protocol": "TCP"}]},
+        }))
+        .await
+        .map_err(|e| fail("creating the probe Service", e))?;
     cx.events.observe(format!(
-        "created {} netexec pod(s) and Service {APP} in {ns}",
-        pods.len()
+        "created DaemonSet and Service {APP} in {ns} for {} node(s)",
+        nodes.len()
     ));
 
-    // Wait (watching) for every probe pod to run.
+    // Wait — one watch of the probe pods — for a running pod with an IP on every node.
     let papi: Api<Pod> = Api::namespaced(kube.client(), &ns);
-    let mut ips = Vec::new();
-    for (pod, node) in &pods {
-        let waited = tokio::time::timeout(
-            v.timeout,
-            await_condition(papi.clone(), pod, conditions::is_pod_running()),
-        )
-        .await;
-        let p = match waited {
-            Ok(Ok(Some(p))) => p,
-            _ => {
-                let phase = papi
-                    .get_opt(pod)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|p| p.status)
-                    .and_then(|s| s.phase)
-                    .unwrap_or_else(|| "missing".into());
-                guard.remove().await;
-                return Ok(Outcome::new(Verdict::Fail, format!("probe pod {pod} on {node} is not running ({phase}) after {}", humantime::format_duration(v.timeout)))
-                    .remediation("check that the node can pull the probe image (lab verify.probe_image) and that its CNI runs"));
+    let mut running: std::collections::BTreeMap<String, (String, String)> = Default::default();
+    let wanted: std::collections::BTreeSet<&str> = nodes.iter().map(String::as_str).collect();
+    let watched = tokio::time::timeout(v.timeout, async {
+        let cfg = watcher::Config::default().labels(&format!("app={APP}"));
+        let mut events = std::pin::pin!(watcher::watcher(papi.clone(), cfg).default_backoff());
+        while let Some(ev) = events.next().await {
+            let pod = match ev {
+                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => p,
+                _ => continue,
+            };
+            let (Some(node), Some(st)) = (
+                pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+                pod.status.as_ref(),
+            ) else {
+                continue;
+            };
+            let ip = st.pod_ip.clone().unwrap_or_default();
+            if st.phase.as_deref() == Some("Running")
+                && !ip.is_empty()
+                && pod.metadata.deletion_timestamp.is_none()
+            {
+                running.insert(node, (pod.metadata.name.clone().unwrap_or_default(), ip));
+            } else {
+                running.remove(&node);
             }
-        };
-        let ip = p.status.and_then(|s| s.pod_ip).unwrap_or_default();
-        ips.push((pod.clone(), node.clone(), ip));
+            if wanted.iter().all(|n| running.contains_key(*n)) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    if !watched {
+        let missing: Vec<&str> = wanted
+            .iter()
+            .filter(|n| !running.contains_key(**n))
+            .copied()
+            .collect();
+        guard.remove().await;
+        return Ok(Outcome::new(
+            Verdict::Fail,
+            format!(
+                "no running probe pod on {} of {} node(s) after {}: {}",
+                missing.len(),
+                nodes.len(),
+                humantime::format_duration(v.timeout),
+                missing.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+            ),
+        )
+        .remediation("check that the nodes can pull the probe image (lab verify.probe_image) and that their CNI runs"));
     }
+    let ips: Vec<(String, String, String)> = nodes
+        .iter()
+        .map(|n| {
+            let (pod, ip) = running[n].clone();
+            (pod, n.clone(), ip)
+        })
+        .collect();
     let svc: Api<Service> = Api::namespaced(kube.client(), &ns);
     let cluster_ip = svc
         .get(APP)
@@ -203,20 +277,10 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
         .and_then(|s| s.cluster_ip)
         .unwrap_or_default();
 
-    // Which pairs: all of them for a small cluster, the next two neighbours for a large one.
     let n = ips.len();
-    let mut pairs = Vec::new();
-    for i in 0..n {
-        if n <= 8 {
-            pairs.extend((0..n).filter(|j| *j != i).map(|j| (i, j)));
-        } else {
-            pairs.push((i, (i + 1) % n));
-            pairs.push((i, (i + 2) % n));
-        }
-    }
     let mut failures = Vec::new();
     let mut evidence = Vec::new();
-    for (i, j) in &pairs {
+    for (i, j) in &dials {
         let (from, from_node, _) = &ips[*i];
         let (to, to_node, ip) = &ips[*j];
         match dial(kube, &ns, from, ip, PORT).await {
@@ -249,14 +313,14 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
         }
     };
     guard.remove().await;
-    let ok_pairs = pairs.len() - failures.len() + usize::from(!service_ok);
+    let ok_pairs = dials.len() - failures.len() + usize::from(!service_ok);
     let mut o = match failures.first() {
         None => Outcome::pass(format!(
             "pod-to-pod across {n} nodes ({} pairs) and pod-to-service all answered",
-            pairs.len()
+            dials.len()
         )),
         Some(first) => {
-            let mut o = Outcome::new(Verdict::Fail, format!("{} of {} path(s) failed: {first}", failures.len(), pairs.len() + 1))
+            let mut o = Outcome::new(Verdict::Fail, format!("{} of {} path(s) failed: {first}", failures.len(), dials.len() + 1))
                 .remediation("pod traffic between these nodes is dropped: check `cilium status` on both nodes, the MTU (an auto-detected MTU drops large packets) and any firewall between the hosts");
             for f in failures.iter().skip(1) {
                 o = o.evidence(f.clone());
@@ -269,7 +333,33 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     }
     Ok(o.metric("paths_ok", ok_pairs as f64, "paths").metric(
         "paths_tested",
-        (pairs.len() + 1) as f64,
+        (dials.len() + 1) as f64,
         "paths",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_clusters_dial_every_pair_large_ones_a_fixed_sample() {
+        assert_eq!(pairs(1), vec![]);
+        assert_eq!(pairs(2), vec![(0, 1), (1, 0)]);
+        assert_eq!(pairs(5).len(), 20, "5 nodes: every ordered pair");
+        for n in [6, 50, 200, 500] {
+            let p = pairs(n);
+            assert_eq!(p.len(), MAX_PAIRS, "{n} nodes");
+            assert!(
+                p.iter().all(|(i, j)| i != j && *i < n && *j < n),
+                "{n}: {p:?}"
+            );
+            let sources: std::collections::BTreeSet<_> = p.iter().map(|(i, _)| *i).collect();
+            assert_eq!(
+                sources.len(),
+                MAX_PAIRS.min(n),
+                "{n}: sources spread: {p:?}"
+            );
+        }
+    }
 }

@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 pub use requests::{ProxmoxRequestCounts, RequestKey};
+pub use state::Placement;
 pub use state::{
     CreatedVm, HostSizing, Inventory, InventorySource, PowerEvent, PowerEventKind, VmPower,
     VmRequest,
@@ -49,6 +50,8 @@ pub struct ProxmoxSpec {
     /// Whether the VMs the provider creates are HA-managed (the `victim-ha-managed` fault
     /// makes them so too).
     pub ha_managed: bool,
+    /// How the provider's node picks for one machine set see each other.
+    pub placement: Placement,
 }
 
 /// A running Proxmox emulator.
@@ -95,6 +98,7 @@ impl ProxmoxTwin {
             spec.timing.clone(),
             spec.ha_managed,
         )));
+        state.lock().unwrap_or_else(|p| p.into_inner()).placement = spec.placement;
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| TwinError::Io("bind the Proxmox twin".into(), e))?;

@@ -385,6 +385,33 @@ pub struct State {
     start_fails_once: bool,
     start_failed: std::collections::BTreeSet<u32>,
     events: tokio::sync::broadcast::Sender<PowerEvent>,
+    pub(crate) placement: Placement,
+}
+
+/// How the provider's `pickNode` calls for one machine set see each other
+/// (`shared/reference/failure-semantics.md` §1, from the provider's `provision.go` at `0d9fd58`,
+/// its v0.2.0 CHANGELOG, issue #51 and PR #68).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// v0.2.0 and later: the scheduler remembers each pick (a reservation), so every VM of a
+    /// set counts for the next pick and a set spreads over the hosts.
+    #[default]
+    Reserving,
+    /// Up to v0.1.x: a set's requests are picked before any of its VMs runs (Proxmox's `mem`
+    /// counts only what running VMs use) and before the VMs carry the set's tag (the "fewest
+    /// VMs of this set" key is 0 for all): the set's own VMs are invisible to its picks, and
+    /// the whole set lands on the host that was the most free.
+    Unreserved,
+}
+
+impl Placement {
+    /// The version the twin's provider stands for (written into the twin's lab file).
+    pub fn version(self) -> &'static str {
+        match self {
+            Placement::Reserving => "v0.2.0",
+            Placement::Unreserved => "v0.1.4",
+        }
+    }
 }
 
 const GIB: u64 = 1 << 30;
@@ -449,6 +476,7 @@ impl State {
             ha_requested: BTreeMap::new(),
             ha_crm: BTreeMap::new(),
             ha_new_vms: ha_managed || faults.contains(&Fault::VictimHaManaged),
+            placement: Placement::default(),
             scheduled: Vec::new(),
             start_fails_once: faults.contains(&Fault::VmStartFailsOnce),
             start_failed: Default::default(),
@@ -768,6 +796,19 @@ impl State {
     }
 
     /// Memory in use on a host: its own use plus its running VMs.
+    /// What `mem` shows of `node` to a pick of the set tagged `tag` under
+    /// [`Placement::Unreserved`]: the set's own VMs are not running (nor tagged) yet.
+    fn host_used_without(&self, node: &str, tag: &str) -> u64 {
+        self.host_used(node)
+            - self
+                .vms
+                .values()
+                .filter(|v| v.node == node && v.power != VmPower::Stopped)
+                .filter(|v| v.config["tags"].as_str() == Some(tag))
+                .map(Vm::maxmem)
+                .sum::<u64>()
+    }
+
     fn host_used(&self, node: &str) -> u64 {
         let base = self
             .hosts
@@ -1272,7 +1313,7 @@ pub struct CreatedVm {
 impl State {
     /// `pickNode` (omni.md §9.4): the pin if online, else the online host with the highest
     /// free-memory fraction. Errors carry the provider's own texts.
-    fn pick_node(&self, pin: Option<&str>) -> Result<String, String> {
+    fn pick_node(&self, pin: Option<&str>, tag: &str) -> Result<String, String> {
         if self.hosts.is_empty() {
             return Err("no nodes available".into());
         }
@@ -1291,15 +1332,32 @@ impl State {
                 "failed to get node \"{name}\", unexpected end of JSON input"
             ));
         }
+        // Sort keys as the provider's: the fewest VMs of this set on the host (v0.2.0's
+        // scheduler counts its picks; before it the set's tag is written too late to count),
+        // then the most free memory fraction, then the name.
         self.hosts
             .iter()
             .map(|(name, h)| {
                 let total = h.item["maxmem"].as_u64().unwrap_or(0).max(1);
-                let free = total.saturating_sub(self.host_used(name)) as f64 / total as f64;
-                (name, free)
+                let (of_set, used) = match self.placement {
+                    Placement::Reserving => (
+                        self.vms
+                            .values()
+                            .filter(|v| &v.node == name && v.config["tags"].as_str() == Some(tag))
+                            .count(),
+                        self.host_used(name),
+                    ),
+                    Placement::Unreserved => (0, self.host_used_without(name, tag)),
+                };
+                let free = total.saturating_sub(used) as f64 / total as f64;
+                (name, of_set, free)
             })
-            .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(a.0)))
-            .map(|(n, _)| n.clone())
+            .min_by(|a, b| {
+                a.1.cmp(&b.1)
+                    .then_with(|| b.2.total_cmp(&a.2))
+                    .then_with(|| a.0.cmp(b.0))
+            })
+            .map(|(n, _, _)| n.clone())
             .ok_or_else(|| "no nodes available".into())
     }
 
@@ -1307,7 +1365,7 @@ impl State {
     /// order, nothing filtered on active/enabled — like the provider), RAM and disk accounted.
     pub fn create_vm(&mut self, req: &VmRequest) -> Result<CreatedVm, String> {
         self.tick();
-        let node = self.pick_node(req.pin.as_deref())?;
+        let node = self.pick_node(req.pin.as_deref(), &req.tag)?;
         let host = self.hosts.get(&node).ok_or("no nodes available")?;
         let facts: Vec<_> = host
             .files
