@@ -166,7 +166,7 @@ fn proxmox_power_requests(t: &twin::Twin) -> u64 {
 /// A point of the experiment, as a substring of an `events.jsonl` line.
 const POINTS: &[&str] = &[
     "stage: checking the cluster is healthy",
-    "netexec pod(s) and Service",
+    "created DaemonSet and Service clusterproof-netexec",
     "stage: planning",
     "stage: deploying the canary",
     "stage: injecting",
@@ -476,4 +476,66 @@ async fn time_to_detect_follows_the_node_grace_period() {
         (1.5..=2.5).contains(&ratio),
         "ratio {ratio:.2} ({detect:?})"
     );
+}
+
+/// A real run's `report.html`, opened in headless Chromium (Debian's `chromium`; `.ci/run`
+/// installs it, `CLUSTERPROOF_SKIP_CHROMIUM=1` skips): the browser's DOM has the chaos row and
+/// its timeline — the VM, node, Omni and pods lanes with the spans this run drew, and the
+/// metrics beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_of_a_real_run_shows_its_timeline_in_chromium() {
+    if std::env::var_os("CLUSTERPROOF_SKIP_CHROMIUM").is_some_and(|v| v == "1") {
+        eprintln!("SKIPPED: CLUSTERPROOF_SKIP_CHROMIUM=1");
+        return;
+    }
+    let lab = Lab::start(Default::default()).await;
+    let (mut child, out) = lab.spawn_chaos(&["--yes", "--mode", "stop"]);
+    let o = tokio::task::block_in_place(|| {
+        child.wait().unwrap();
+        child.wait_with_output().unwrap()
+    });
+    assert!(out.join("report.html").is_file(), "{}", output_text(&o));
+    let profile = lab.twin.dir().join("chromium-profile");
+    let dom = tokio::task::block_in_place(|| {
+        Command::new("timeout")
+            .arg("120")
+            .arg("chromium")
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("--dump-dom")
+            .arg(format!("file://{}", out.join("report.html").display()))
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("headless Chromium is needed (`apt-get install -y chromium`, or CLUSTERPROOF_SKIP_CHROMIUM=1): {e}")
+            })
+    });
+    assert!(
+        dom.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    assert!(
+        dom.contains(r#"data-scenario="chaos::node_failure""#),
+        "no chaos row"
+    );
+    assert!(dom.contains("<svg"), "no timeline");
+    for lane in ["vm", "node", "omni", "pods", "api_probe", "canary_probe"] {
+        assert!(
+            dom.contains(&format!(r#"data-lane="{lane}""#)),
+            "no {lane} lane in the DOM"
+        );
+    }
+    // The VM, the node and Omni each went down and came back: a closed span each.
+    assert!(
+        dom.matches(r#"class="span down"#).count() >= 3,
+        "spans: {dom}"
+    );
+    for m in [
+        "time_to_detect_seconds",
+        "time_to_recover_seconds",
+        "api_availability_percent",
+    ] {
+        assert!(dom.contains(m), "no {m} beside the timeline");
+    }
 }
