@@ -215,7 +215,7 @@ pub fn describe_nodes(nodes: &[Node]) -> String {
     if nodes.is_empty() {
         return "no nodes".into();
     }
-    let mut v: Vec<String> = nodes
+    let mut v: Vec<(bool, String)> = nodes
         .iter()
         .map(|n| {
             let state = match node_ready(n) {
@@ -224,11 +224,38 @@ pub fn describe_nodes(nodes: &[Node]) -> String {
                 Some(_) => "Unknown",
                 None => "no Ready condition",
             };
-            format!("{}={state}", n.metadata.name.as_deref().unwrap_or("?"))
+            (
+                state == "Ready",
+                format!("{}={state}", n.metadata.name.as_deref().unwrap_or("?")),
+            )
         })
         .collect();
     v.sort();
-    v.join(", ")
+    // A large cluster: the counts, and the first few nodes that are not Ready.
+    const SHOWN: usize = 10;
+    if v.len() > SHOWN {
+        let ready = v.iter().filter(|(r, _)| *r).count();
+        let not_ready: Vec<&str> = v
+            .iter()
+            .filter(|(r, _)| !r)
+            .map(|(_, s)| s.as_str())
+            .collect();
+        let mut s = format!("{ready} of {} Ready", v.len());
+        if !not_ready.is_empty() {
+            s.push_str(&format!(
+                ": {}",
+                not_ready[..not_ready.len().min(SHOWN)].join(", ")
+            ));
+            if not_ready.len() > SHOWN {
+                s.push_str(&format!(
+                    ", … and {} more not Ready",
+                    not_ready.len() - SHOWN
+                ));
+            }
+        }
+        return s;
+    }
+    v.into_iter().map(|(_, s)| s).collect::<Vec<_>>().join(", ")
 }
 
 impl KubeClient {

@@ -514,7 +514,7 @@ recovery_timeout = "{recovery_timeout}"
 restore_timeout = "{restore_timeout}"
 probe_interval = "50ms"
 # Lease durations are whole seconds: the shortest lock a killed run can leave behind.
-lock_lease = "1s"
+lock_lease = "1000ms"
 "#,
         endpoint = o.endpoint(),
         provider_version = placement.version(),
