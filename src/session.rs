@@ -114,7 +114,7 @@ pub struct RunOutcome {
 }
 
 enum Target {
-    Twin(twin::TwinOptions),
+    Twin(Box<twin::TwinOptions>),
     Lab(PathBuf),
 }
 
@@ -143,7 +143,7 @@ pub struct SessionBuilder {
 impl Default for SessionBuilder {
     fn default() -> Self {
         SessionBuilder {
-            target: Target::Twin(twin::TwinOptions::default()),
+            target: Target::Twin(Box::default()),
             phases: Phase::ALL.to_vec(),
             command: None,
             only: Vec::new(),
@@ -173,7 +173,7 @@ impl SessionBuilder {
     /// Run against the built-in twin, started for the session (the default, with the
     /// default options: its `omnictl`/`cilium` CLIs need `exe`, the clusterproof binary).
     pub fn twin(mut self, opts: twin::TwinOptions) -> Self {
-        self.target = Target::Twin(opts);
+        self.target = Target::Twin(Box::new(opts));
         self
     }
 
@@ -297,7 +297,7 @@ impl SessionBuilder {
         }
         let twin = match &self.target {
             Target::Lab(_) => None,
-            Target::Twin(opts) => Some(twin::Twin::start(opts.clone()).await?),
+            Target::Twin(opts) => Some(twin::Twin::start((**opts).clone()).await?),
         };
         let lab_file = match (&self.target, &twin) {
             (Target::Lab(l), _) => l.clone(),
