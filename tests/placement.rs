@@ -72,12 +72,7 @@ async fn predicted_and_actual(
         .await
         .unwrap()
         .iter()
-        .map(|n| HostMem {
-            name: n.node.clone(),
-            online: n.online(),
-            total: n.maxmem.unwrap_or(0),
-            used: n.mem.unwrap_or(0),
-        })
+        .map(HostMem::from_node)
         .collect();
     let (vms, skipped) = spec.planned_vms();
     assert!(skipped.is_empty(), "{skipped:?}");

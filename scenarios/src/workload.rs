@@ -11,6 +11,38 @@ use serde_json::{Value, json};
 
 pub(crate) const MANAGER: &str = "clusterproof";
 
+/// The port agnhost `netexec` serves HTTP on in the probe pods.
+pub(crate) const NETEXEC_PORT: u16 = 8080;
+
+/// The control-plane taint probe pods tolerate: pod networking on control planes matters too.
+pub(crate) const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
+
+/// The pod spec of a probe: agnhost `netexec` (image from the lab, for mirrors) serving HTTP,
+/// ready once `/healthz` answers, tolerating the control-plane taint, stopped at once.
+/// `affinity` places it.
+pub(crate) fn netexec_pod_spec(image: &str, affinity: Value) -> Value {
+    json!({
+        "affinity": affinity,
+        "tolerations": [{"key": CONTROL_PLANE_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
+        "containers": [{
+            "name": "netexec", "image": image,
+            "args": ["netexec", format!("--http-port={NETEXEC_PORT}"), "--udp-port=-1"],
+            "ports": [{"name": "http", "containerPort": NETEXEC_PORT, "protocol": "TCP"}],
+            "readinessProbe": {"httpGet": {"path": "/healthz", "port": NETEXEC_PORT}, "periodSeconds": 1},
+        }],
+        "terminationGracePeriodSeconds": 0,
+    })
+}
+
+/// A Service named `name` in front of the probe pods labelled `labels`.
+pub(crate) fn netexec_service(name: &str, labels: &Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": labels, "ports": [{"name": "http", "port": NETEXEC_PORT, "targetPort": NETEXEC_PORT, "protocol": "TCP"}]},
+    })
+}
+
 pub(crate) struct Workload {
     kube: KubeClient,
     ns: String,

@@ -76,6 +76,18 @@ pub enum Scheduler {
     Reserving,
 }
 
+impl HostMem {
+    /// A host as `GET /nodes` lists it.
+    pub fn from_node(n: &crate::proxmox::types::NodeItem) -> HostMem {
+        HostMem {
+            name: n.node.clone(),
+            online: n.online(),
+            total: n.maxmem.unwrap_or(0),
+            used: n.mem.unwrap_or(0),
+        }
+    }
+}
+
 /// One VM the template will create.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedVm {

@@ -50,7 +50,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use crate::dod::{name, ready};
-use crate::workload::Workload;
+use crate::workload::{Workload, netexec_pod_spec, netexec_service};
 
 pub struct NodeFailure;
 
@@ -129,8 +129,6 @@ impl Scenario for NodeFailure {
 }
 
 use harness::chaos::CANARY;
-const PORT: u16 = 8080;
-const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
 
 /// What the experiment has measured so far: an interrupted run still reports it. Each stage
 /// is an observation on the timeline (`stage: …`).
@@ -815,31 +813,17 @@ impl Canary {
                     "selector": {"matchLabels": labels},
                     "template": {
                         "metadata": {"labels": labels},
-                        "spec": {
-                            "tolerations": [{"key": CONTROL_PLANE_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
-                            "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-                                "weight": 100,
-                                "podAffinityTerm": {"labelSelector": {"matchLabels": labels}, "topologyKey": "kubernetes.io/hostname"},
-                            }]}},
-                            "containers": [{
-                                "name": "netexec", "image": v.probe_image,
-                                "args": ["netexec", format!("--http-port={PORT}"), "--udp-port=-1"],
-                                "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
-                                "readinessProbe": {"httpGet": {"path": "/healthz", "port": PORT}, "periodSeconds": 1},
-                            }],
-                            "terminationGracePeriodSeconds": 0,
-                        },
+                        "spec": netexec_pod_spec(&v.probe_image, json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                            "weight": 100,
+                            "podAffinityTerm": {"labelSelector": {"matchLabels": labels}, "topologyKey": "kubernetes.io/hostname"},
+                        }]}})),
                     },
                 },
             }))
             .await
             .map_err(|e| fail("creating the canary Deployment", e))?;
         workload
-            .apply(json!({
-                "apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": CANARY},
-                "spec": {"selector": labels, "ports": [{"name": "http", "port": PORT, "targetPort": PORT, "protocol": "TCP"}]},
-            }))
+            .apply(netexec_service(CANARY, &labels))
             .await
             .map_err(|e| fail("creating the canary Service", e))?;
         let api: Api<Deployment> = Api::namespaced(kube.client(), &ns);

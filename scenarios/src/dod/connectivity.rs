@@ -23,7 +23,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use super::{kube, name};
-use crate::workload::Workload;
+use crate::workload::{
+    CONTROL_PLANE_TAINT, NETEXEC_PORT as PORT, Workload, netexec_pod_spec, netexec_service,
+};
 
 pub struct Connectivity;
 
@@ -46,11 +48,7 @@ impl Scenario for Connectivity {
     }
 }
 
-const PORT: u16 = 8080;
 const APP: &str = "clusterproof-netexec";
-
-/// The control-plane taint the probe tolerates: pod networking on control planes matters too.
-const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
 
 /// Ready, not cordoned, and no taint keeping pods off other than the control-plane one.
 fn schedulable(n: &Node) -> bool {
@@ -173,33 +171,20 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
                 "selector": {"matchLabels": labels},
                 "template": {
                     "metadata": {"labels": labels},
-                    "spec": {
-                        // Only the schedulable nodes: a DaemonSet would also place pods on
-                        // cordoned or NotReady ones, which are not what this tests.
-                        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-                            "nodeSelectorTerms": [{"matchExpressions": [{
-                                "key": "kubernetes.io/hostname", "operator": "In", "values": nodes,
-                            }]}],
-                        }}},
-                        "tolerations": [{"key": CONTROL_PLANE_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
-                        "containers": [{
-                            "name": "netexec", "image": v.probe_image,
-                            "args": ["netexec", format!("--http-port={PORT}"), "--udp-port=-1"],
-                            "ports": [{"containerPort": PORT, "protocol": "TCP"}],
-                        }],
-                        "terminationGracePeriodSeconds": 0,
-                    },
+                    // Only the schedulable nodes: a DaemonSet would also place pods on
+                    // cordoned or NotReady ones, which are not what this tests.
+                    "spec": netexec_pod_spec(&v.probe_image, json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{"matchExpressions": [{
+                            "key": "kubernetes.io/hostname", "operator": "In", "values": nodes,
+                        }]}],
+                    }}})),
                 },
             },
         }))
         .await
         .map_err(|e| fail("creating the probe DaemonSet", e))?;
     guard
-        .apply(json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": APP},
-            "spec": {"selector": labels, "ports": [{"port": PORT, "targetPort": PORT, "protocol": "TCP"}]},
-        }))
+        .apply(netexec_service(APP, &labels))
         .await
         .map_err(|e| fail("creating the probe Service", e))?;
     cx.events.observe(format!(

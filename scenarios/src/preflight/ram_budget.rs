@@ -50,15 +50,7 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
         .nodes()
         .await
         .map_err(|e| Outcome::error(e.to_string()))?;
-    let hosts: Vec<HostMem> = nodes
-        .iter()
-        .map(|n| HostMem {
-            name: n.node.clone(),
-            online: n.online(),
-            total: n.maxmem.unwrap_or(0),
-            used: n.mem.unwrap_or(0),
-        })
-        .collect();
+    let hosts: Vec<HostMem> = nodes.iter().map(HostMem::from_node).collect();
     let (vms, skipped) = lab.spec.planned_vms();
     if vms.is_empty() {
         return Err(Outcome::skip(format!(
