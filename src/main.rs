@@ -54,7 +54,9 @@ fn main() -> ExitCode {
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CLUSTERPROOF_LOG")
-        .unwrap_or_else(|_| "warn".into());
+        // kube-rs logs every non-2xx answer at error level; the probes that get them (a
+        // canary behind a stopped node) report them themselves.
+        .unwrap_or_else(|_| "warn,kube_client::client::builder=off".into());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(terminal::colours(std::io::stderr().is_terminal()))
