@@ -437,7 +437,7 @@ fn lab_file(
     // the provider for every VM of a large twin (each VM's steps are real work here).
     let budget = format!(
         "{}ms",
-        ((600.0 * time_scale * 1000.0) as u64).max(2000 + 150 * u64::from(size.nodes()))
+        ((600.0 * time_scale * 1000.0) as u64).max(2000 + 300 * u64::from(size.nodes()))
     );
     // The harness's own defaults, at the twin's pace (the harness never knows the scale).
     let scaled = |secs: f64, floor_ms: u64| {
