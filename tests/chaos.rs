@@ -540,3 +540,26 @@ async fn the_report_of_a_real_run_shows_its_timeline_in_chromium() {
         assert!(dom.contains(m), "no {m} beside the timeline");
     }
 }
+
+/// One control plane: stopping it loses etcd quorum — refused, no VM touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_whose_loss_costs_quorum_is_refused() {
+    let lab = Lab::start(twin::TwinOptions {
+        size: twin::TwinSize::parse("1+2").unwrap(),
+        ..Default::default()
+    })
+    .await;
+    let before = proxmox_power_requests(&lab.twin);
+    let (code, r, text) = lab.chaos(&["--yes", "--target", "control-plane"]);
+    assert_eq!(code, 1, "{text}");
+    let msg = outcome(&r)["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("would lose etcd quorum"), "{msg}");
+    assert_eq!(
+        proxmox_power_requests(&lab.twin),
+        before,
+        "a VM was touched"
+    );
+    // A worker of the same cluster may go.
+    let (code, r, text) = lab.chaos(&["--yes", "--target", "worker"]);
+    assert_eq!(code, 0, "{}\n{text}", outcome(&r));
+}
