@@ -62,7 +62,13 @@ fn bench_at_5_nodes_reports_every_target() {
     let s = &sizes[0];
     assert_eq!(s["nodes"], 5);
     for step in ["preflight", "verify"] {
-        for field in ["exit_code", "wall_ms", "peak_rss_mb", "kube_requests", "proxmox_requests"] {
+        for field in [
+            "exit_code",
+            "wall_ms",
+            "peak_rss_mb",
+            "kube_requests",
+            "proxmox_requests",
+        ] {
             assert!(s[step][field].is_number(), "{step}.{field} missing: {s:#}");
         }
         assert!(s[step]["peak_rss_mb"].as_f64().unwrap() > 0.0, "{s:#}");
@@ -96,5 +102,9 @@ fn bench_at_5_nodes_reports_every_target() {
         assert!(t["met"].is_boolean(), "{t}");
     }
     let all_met = targets.iter().all(|t| t["met"] == true);
-    assert_eq!(code == 0, all_met, "exit code {code} agrees with the targets");
+    assert_eq!(
+        code == 0,
+        all_met,
+        "exit code {code} agrees with the targets"
+    );
 }
