@@ -72,6 +72,12 @@ pub enum Command {
         /// The run's report directory (reports/<run-id>, or the --out DIR of the run).
         dir: PathBuf,
     },
+    /// Measure time to a verdict, API footprint, peak RSS and detection latency against
+    /// twins of several sizes, beside a `kubectl get nodes` poller (build with --release).
+    #[command(
+        after_help = "Example:\n  cargo run --release -- bench --nodes 5,50,500\n  clusterproof bench --nodes 5 --json"
+    )]
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Args, Debug)]

@@ -2,6 +2,7 @@
 //! ([`session`]), the command line's definition ([`cli`]), offline linting ([`lint`]) and
 //! the terminal's progress and tables ([`terminal`]).
 
+pub mod bench;
 pub mod cli;
 pub mod lint;
 pub mod session;

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         Command::Twin(TwinCommand::Serve { faults, size }) => twin_serve(faults, size),
         Command::Twin(TwinCommand::Faults) => twin_faults(),
         Command::Report { dir } => report(&dir),
+        Command::Bench(a) => clusterproof::bench::main(a),
         // Synchronous by design: the shim must not run inside an async runtime.
         Command::Twin(TwinCommand::Omnictl { args }) => {
             twin::omni::shim::main_with(args, twin::omni::shim::Env::from_process())

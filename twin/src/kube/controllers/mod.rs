@@ -259,7 +259,7 @@ pub(crate) fn controlled_by(v: &Value, owner_uid: &str) -> bool {
         .as_array()
         .into_iter()
         .flatten()
-        .any(|r| r["uid"] == json!(owner_uid) && r["controller"].as_bool() == Some(true))
+        .any(|r| r["uid"].as_str() == Some(owner_uid) && r["controller"].as_bool() == Some(true))
 }
 
 pub(crate) fn owner_ref(api_version: &str, kind: &str, owner: &Value) -> Value {
@@ -272,7 +272,7 @@ pub(crate) fn condition_status<'a>(obj: &'a Value, ty: &str) -> Option<&'a str> 
     obj["status"]["conditions"]
         .as_array()?
         .iter()
-        .find(|c| c["type"] == json!(ty))?["status"]
+        .find(|c| c["type"].as_str() == Some(ty))?["status"]
         .as_str()
 }
 
@@ -371,7 +371,7 @@ pub(crate) fn tolerates_taints(tolerations: &[Value], node: &Value, effects: &[&
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|t| effects.iter().any(|e| t["effect"] == json!(e)))
+        .filter(|t| effects.iter().any(|e| t["effect"].as_str() == Some(*e)))
         .all(|taint| tolerations.iter().any(|t| tolerates(t, taint)))
 }
 

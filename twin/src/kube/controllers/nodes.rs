@@ -61,9 +61,12 @@ impl NodeSim {
         format!("10.5.{}.{}", self.index / 250, self.index % 250 + 2)
     }
 
-    /// The pod CIDR's first three octets.
+    /// The pod CIDR's first three octets: a /24 per node, the cluster's pods in 10.244.0.0/14
+    /// and up (node index 256 gets 10.245.0.0/24), so no two nodes share a CIDR however large
+    /// the twin.
     pub fn pod_prefix(&self) -> String {
-        format!("10.244.{}", self.index % 256)
+        let n = (244 << 8) + self.index;
+        format!("10.{}.{}", (n >> 8) & 255, n & 255)
     }
 
     /// Whether the node's Lease is within the grace period.
@@ -307,9 +310,12 @@ pub(crate) fn kubelets_and_lifecycle(
             continue;
         };
         if n.alive {
+            // A Lease at least half-way through its renewal interval is renewed in any pass
+            // that runs anyway: renewals gather into a few passes per interval instead of one
+            // pass per node (each pass is work over every object).
             let due = n
                 .last_renew
-                .is_none_or(|t| clock.now >= t + clock.dur(clock.t.renew));
+                .is_none_or(|t| clock.now >= t + clock.dur(clock.t.renew / 2.0));
             if due {
                 renew_lease(store, &node, clock.t.lease_duration);
                 n.last_renew = Some(clock.now);
@@ -415,5 +421,37 @@ fn set_taints(node: &Value, health: Health, store: &mut Store) {
             new["spec"]["taints"] = json!(taints);
         }
         write(store, &gvr_nodes(), new);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_cidrs_stay_distinct_beyond_256_nodes() {
+        let prefix = |index| {
+            NodeSim {
+                alive: true,
+                cni_ready: true,
+                system_uuid: String::new(),
+                control_plane: false,
+                index,
+                joined_at: Instant::now(),
+                last_renew: None,
+                boot: 1,
+                died_at: None,
+                agent_wait: false,
+                shutting_down: false,
+                cni_broken: false,
+            }
+            .pod_prefix()
+        };
+        assert_eq!(prefix(1), "10.244.1");
+        assert_eq!(prefix(255), "10.244.255");
+        assert_eq!(prefix(256), "10.245.0");
+        assert_eq!(prefix(501), "10.245.245");
+        let all: std::collections::BTreeSet<String> = (0..1000).map(prefix).collect();
+        assert_eq!(all.len(), 1000);
     }
 }

@@ -359,6 +359,13 @@ fn anti_affinity_hits(pod: &Value, required: bool, on_node: &[Value]) -> i64 {
 pub(crate) fn schedule(store: &mut Store) {
     let nodes = store.list(&gvr_nodes(), None, &Filter::default());
     let pods = store.list(&gvr_pods(), None, &Filter::default());
+    // Most passes have nothing to schedule: skip building the per-node view (a copy of every
+    // bound pod) unless a pod waits for a node.
+    if !pods.iter().any(|p| {
+        p["spec"]["nodeName"].as_str().is_none_or(str::is_empty) && !deleting(p) && !terminal(p)
+    }) {
+        return;
+    }
     let mut on_node: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for p in pods.iter().filter(|p| !terminal(p) && !deleting(p)) {
         if let Some(n) = p["spec"]["nodeName"].as_str() {

@@ -3,6 +3,7 @@
 //! `spec.replicas`) and DaemonSets (one pod per node that should run it, bound directly,
 //! with the tolerations the DaemonSet controller adds), and the status each reports.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -200,12 +201,16 @@ pub(crate) fn daemonsets(store: &mut Store) {
             .into_iter()
             .filter(|p| controlled_by(p, uid_of(&ds)))
             .collect();
+        // The daemon's pods by node, once: proportional to the pods, not nodes × pods.
+        let mut by_node: BTreeMap<&str, Vec<&Arc<Value>>> = BTreeMap::new();
+        for p in &pods {
+            if let Some(n) = p["spec"]["nodeName"].as_str() {
+                by_node.entry(n).or_default().push(p);
+            }
+        }
         for node in &nodes {
             let node_name = name_of(node);
-            let here: Vec<&Arc<Value>> = pods
-                .iter()
-                .filter(|p| p["spec"]["nodeName"] == json!(node_name))
-                .collect();
+            let here: Vec<&Arc<Value>> = by_node.get(node_name).cloned().unwrap_or_default();
             let should_run = fits(&probe, node);
             let may_continue = node_selector_matches(&probe["spec"], node)
                 && affinity_matches(&probe["spec"], node)
@@ -378,12 +383,15 @@ fn daemonset_status(store: &mut Store, ds: &Value, nodes: &[Arc<Value>]) {
         .into_iter()
         .filter(|p| controlled_by(p, uid_of(ds)))
         .collect();
+    let mut by_node: BTreeMap<&str, Vec<&Arc<Value>>> = BTreeMap::new();
+    for p in &pods {
+        if let Some(n) = p["spec"]["nodeName"].as_str() {
+            by_node.entry(n).or_default().push(p);
+        }
+    }
     let (mut desired, mut current, mut misscheduled, mut ready) = (0, 0, 0, 0);
     for node in nodes {
-        let here: Vec<&Arc<Value>> = pods
-            .iter()
-            .filter(|p| p["spec"]["nodeName"] == json!(name_of(node)))
-            .collect();
+        let here: Vec<&Arc<Value>> = by_node.get(name_of(node)).cloned().unwrap_or_default();
         if fits(&probe, node) {
             desired += 1;
             if !here.is_empty() {
