@@ -73,7 +73,7 @@ pub enum BenchError {
         source: std::io::Error,
     },
     #[error(
-        "bench: `clusterproof {command}` of the {size}-node twin exited {code}; its output is in {log}"
+        "bench: `clusterproof {command}` of the {size}-node twin exited {code}; its output ends:\n{log}"
     )]
     Child {
         command: String,
@@ -398,7 +398,6 @@ async fn child(
         .arg(lab)
         .arg("--out")
         .arg(&out)
-        .arg("--quiet")
         .stdin(std::process::Stdio::null())
         .stdout(file)
         .stderr(err);
@@ -751,7 +750,7 @@ async fn poller(
     names.truncate(a.poll_transitions.max(1) as usize);
     let interval = a.poll_interval.max(Duration::from_millis(100));
     let cache = t.dir().join("bench-kubectl-cache");
-    let polls: Arc<Mutex<Vec<(DateTime<Utc>, f64, BTreeMap<String, bool>)>>> = Arc::default();
+    let polls: Arc<Mutex<Vec<Poll>>> = Arc::default();
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     // One poll before the window fills kubectl's discovery cache, as in a loop that has run
     // for a while.
@@ -866,6 +865,12 @@ async fn poller(
     })
 }
 
+/// One kubectl run: when it ended, how long it took, each node's Ready.
+type Poll = (DateTime<Utc>, f64, BTreeMap<String, bool>);
+
+/// A table row: its heading and how to print a size's cell.
+type Row = (&'static str, Box<dyn Fn(&SizeResult) -> String>);
+
 /// Keep, per name, only the records where its state changed (the first poll that shows it).
 fn dedup_first(seen: &[Seen]) -> Vec<Seen> {
     let mut last: BTreeMap<&str, bool> = BTreeMap::new();
@@ -938,7 +943,7 @@ pub fn table(r: &BenchReport) -> String {
             "-".into()
         }
     };
-    let rows: Vec<(&str, Box<dyn Fn(&SizeResult) -> String>)> = vec![
+    let rows: Vec<Row> = vec![
         (
             "nodes (Proxmox hosts)",
             Box::new(|s| format!("{} ({})", s.nodes, s.hosts)),
