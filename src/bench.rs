@@ -111,7 +111,27 @@ pub struct Latencies {
     pub max_ms: f64,
 }
 
+/// Milliseconds to one decimal, `-` when there is no value.
+fn ms1(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.1} ms")
+    } else {
+        "-".into()
+    }
+}
+
 impl Latencies {
+    /// `p50 / p99 (detected/transitions)`, a table cell.
+    fn cell(&self) -> String {
+        format!(
+            "{} / {} ({}/{})",
+            ms1(self.p50_ms),
+            ms1(self.p99_ms),
+            self.detected,
+            self.transitions
+        )
+    }
+
     fn of(transitions: usize, mut ms: Vec<f64>) -> Latencies {
         ms.sort_by(|a, b| a.total_cmp(b));
         let pick = |q: f64| {
@@ -936,13 +956,6 @@ pub fn table(r: &BenchReport) -> String {
             "-".into()
         }
     };
-    let ms1 = |v: f64| {
-        if v.is_finite() {
-            format!("{v:.1} ms")
-        } else {
-            "-".into()
-        }
-    };
     let rows: Vec<Row> = vec![
         (
             "nodes (Proxmox hosts)",
@@ -980,28 +993,9 @@ pub fn table(r: &BenchReport) -> String {
         ),
         (
             "node NotReady p50/p99 (n)",
-            Box::new(move |s| {
-                format!(
-                    "{} / {} ({}/{})",
-                    ms1(s.node_not_ready.p50_ms),
-                    ms1(s.node_not_ready.p99_ms),
-                    s.node_not_ready.detected,
-                    s.node_not_ready.transitions
-                )
-            }),
+            Box::new(|s| s.node_not_ready.cell()),
         ),
-        (
-            "pod Ready p50/p99 (n)",
-            Box::new(move |s| {
-                format!(
-                    "{} / {} ({}/{})",
-                    ms1(s.pod_ready.p50_ms),
-                    ms1(s.pod_ready.p99_ms),
-                    s.pod_ready.detected,
-                    s.pod_ready.transitions
-                )
-            }),
-        ),
+        ("pod Ready p50/p99 (n)", Box::new(|s| s.pod_ready.cell())),
         (
             "poller: interval, kubectl runs",
             Box::new(move |s| {
