@@ -111,6 +111,9 @@ pub const HISTORY: usize = 10_000;
 pub struct Store {
     types: BTreeMap<Gvr, ResourceType>,
     objects: BTreeMap<ObjKey, Arc<Value>>,
+    /// Secondary indexes the controllers read instead of scanning every object (the API
+    /// server's informers index pods by node and objects by owner the same way).
+    index: Index,
     rv: u64,
     history: VecDeque<Event>,
     cap: usize,
@@ -122,6 +125,54 @@ pub struct Store {
     notify: watch::Sender<u64>,
     /// What the `DefaultTolerationSeconds` admission writes (the twin's timing).
     pub default_toleration_secs: i64,
+}
+
+/// The store's secondary indexes, kept by [`Store::commit`] (the one place objects change).
+#[derive(Default)]
+struct Index {
+    pods_by_node: BTreeMap<String, std::collections::BTreeSet<ObjKey>>,
+    by_controller: BTreeMap<String, std::collections::BTreeSet<ObjKey>>,
+}
+
+impl Index {
+    fn entries(key: &ObjKey, obj: &Value) -> (Option<String>, Option<String>) {
+        let node = (key.gvr.group.is_empty() && key.gvr.plural == "pods")
+            .then(|| obj["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()))
+            .flatten()
+            .map(str::to_string);
+        let owner = obj["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["controller"].as_bool() == Some(true))
+            .and_then(|r| r["uid"].as_str())
+            .map(str::to_string);
+        (node, owner)
+    }
+
+    fn insert(&mut self, key: &ObjKey, obj: &Value) {
+        let (node, owner) = Index::entries(key, obj);
+        if let Some(n) = node {
+            self.pods_by_node.entry(n).or_default().insert(key.clone());
+        }
+        if let Some(o) = owner {
+            self.by_controller.entry(o).or_default().insert(key.clone());
+        }
+    }
+
+    fn remove(&mut self, key: &ObjKey, obj: &Value) {
+        let (node, owner) = Index::entries(key, obj);
+        for (map, k) in [(&mut self.pods_by_node, node), (&mut self.by_controller, owner)] {
+            if let Some(k) = k
+                && let Some(set) = map.get_mut(&k)
+            {
+                set.remove(key);
+                if set.is_empty() {
+                    map.remove(&k);
+                }
+            }
+        }
+    }
 }
 
 /// Current time as a Kubernetes `Time` (seconds precision).
@@ -175,6 +226,7 @@ impl Store {
                 .map(|t| (t.gvr.clone(), t))
                 .collect(),
             objects: BTreeMap::new(),
+            index: Index::default(),
             rv: 0,
             history: VecDeque::new(),
             cap: HISTORY,
@@ -321,6 +373,30 @@ impl Store {
             .collect()
     }
 
+    /// The pods bound to `node` (`spec.nodeName`), in key order.
+    pub fn pods_on_node(&self, node: &str) -> Vec<Arc<Value>> {
+        self.index
+            .pods_by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.objects.get(k).cloned())
+            .collect()
+    }
+
+    /// The objects of type `gvr` whose controller (`ownerReferences[].controller`) has
+    /// `uid`, in key order.
+    pub fn controlled_by(&self, gvr: &Gvr, uid: &str) -> Vec<Arc<Value>> {
+        self.index
+            .by_controller
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .filter(|k| k.gvr == *gvr)
+            .filter_map(|k| self.objects.get(k).cloned())
+            .collect()
+    }
+
     /// Every object, in key order.
     pub fn all(&self) -> impl Iterator<Item = (&ObjKey, &Arc<Value>)> {
         self.objects.iter()
@@ -334,6 +410,12 @@ impl Store {
             EventType::Deleted => self.objects.remove(&key),
             _ => self.objects.insert(key.clone(), Arc::clone(&new)),
         };
+        if let Some(o) = &old {
+            self.index.remove(&key, o);
+        }
+        if kind != EventType::Deleted {
+            self.index.insert(&key, &new);
+        }
         self.history.push_back(Event {
             rv: self.rv,
             kind,

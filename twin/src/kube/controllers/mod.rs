@@ -77,6 +77,10 @@ pub(crate) struct Sim {
     pub endpoints: endpoints::EndpointsSync,
     /// The container runtime's side of every pod a kubelet runs, by pod uid.
     pub runtimes: BTreeMap<String, PodRuntime>,
+    /// What each kubelet last posted for a pod, by pod uid: the pod's resourceVersion after
+    /// the write and a digest of the inputs (node, network, runtime). A pass that finds both
+    /// unchanged skips building the status again.
+    pub pod_posted: BTreeMap<String, (String, u64)>,
     /// Whether Talos's bootstrap manifests (CoreDNS) have been applied.
     pub bootstrapped: bool,
     pub faults: Faults,

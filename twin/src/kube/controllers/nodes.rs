@@ -49,6 +49,9 @@ pub(crate) struct NodeSim {
     /// (cleared by the kubelet once it posts that pod Ready in this boot, or at once when
     /// the node has no agent pod).
     pub agent_wait: bool,
+    /// What the kubelet last posted: the node's resourceVersion after the write, the health
+    /// and the boot. A pass in which all three are unchanged has nothing to post.
+    pub posted: Option<(String, Health, u64)>,
     /// The kubelet's graceful node shutdown has begun: the node reports NotReady.
     pub shutting_down: bool,
     /// The kubelet never finds the CNI configuration (`node-never-recovers`).
@@ -96,7 +99,7 @@ impl NodeSim {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Health {
+pub(crate) enum Health {
     Ready,
     NotReady,
     ShuttingDown,
@@ -137,6 +140,7 @@ pub(crate) fn join_node(
         boot: old.map_or(1, |n| n.boot),
         died_at: old.and_then(|n| n.died_at.clone()),
         agent_wait: false,
+        posted: None,
         shutting_down: false,
         cni_broken: old.is_some_and(|n| n.cni_broken),
     };
@@ -341,6 +345,18 @@ pub(crate) fn kubelets_and_lifecycle(
             // The kubelet died but the grace period has not run out: nothing changes yet.
             (true, false) => continue,
         };
+        let memo = (
+            node["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            health,
+            n.boot,
+        );
+        if n.posted.as_ref() == Some(&memo) {
+            continue;
+        }
+        let boot = n.boot;
         let boot_id = n.boot_id();
         let before = condition_status(&node, "Ready").map(str::to_string);
         post_conditions(store, &node, health, &boot_id);
@@ -353,6 +369,15 @@ pub(crate) fn kubelets_and_lifecycle(
         }
         if let Some(node) = store.get(&g, "", &name) {
             set_taints(&node, health, store);
+        }
+        let rv = store.get(&g, "", &name).map(|n| {
+            n["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        });
+        if let (Some(rv), Some(n)) = (rv, sim.nodes.get_mut(&name)) {
+            n.posted = Some((rv, health, boot));
         }
     }
 }
@@ -442,6 +467,7 @@ mod tests {
                 boot: 1,
                 died_at: None,
                 agent_wait: false,
+                posted: None,
                 shutting_down: false,
                 cni_broken: false,
             }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use serde_json::{Value, json};
 
 use super::super::defaults::node_selector_matches;
-use super::super::select::{FieldSelector, Filter, LabelSelector, labels_of};
+use super::super::select::{Filter, LabelSelector, labels_of};
 use super::super::store::{Store, now_time};
 use super::super::types::Gvr;
 use super::runtime::{CRASH_RUN_SECS, Crash, PodRuntime};
@@ -22,11 +22,7 @@ use super::{
 use crate::kube::{Transition, TransitionKind};
 
 fn pods_on(store: &Store, node: &str) -> Vec<std::sync::Arc<Value>> {
-    let filter = Filter {
-        labels: LabelSelector::default(),
-        fields: FieldSelector::parse(&format!("spec.nodeName={node}")).unwrap_or_default(),
-    };
-    store.list(&gvr_pods(), None, &filter)
+    store.pods_on_node(node)
 }
 
 fn terminal(pod: &Value) -> bool {
@@ -550,6 +546,7 @@ pub(crate) fn kubelet_pods(store: &mut Store, sim: &mut Sim, clock: Clock, wake:
     let pods = store.list(&gvr_pods(), None, &Filter::default());
     let live: BTreeSet<String> = pods.iter().map(|p| uid_of(p).to_string()).collect();
     sim.runtimes.retain(|uid, _| live.contains(uid));
+    sim.pod_posted.retain(|uid, _| live.contains(uid));
     if sim.crash_victim.as_ref().is_some_and(|v| !live.contains(v)) {
         sim.crash_victim = None;
     }
@@ -635,6 +632,28 @@ pub(crate) fn kubelet_pods(store: &mut Store, sim: &mut Sim, clock: Clock, wake:
             pod["status"]["podIP"].as_str().map(str::to_string)
         };
         let rt = &sim.runtimes[uid_of(pod)];
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (rt.digest(), n.index, n.boot, net_ok, &ip).hash(&mut h);
+            h.finish()
+        };
+        let rv = pod["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+        if sim
+            .pod_posted
+            .get(uid_of(pod))
+            .is_some_and(|(r, d)| r == rv && *d == digest)
+        {
+            // Nothing the status is made of changed: the pod is as last posted.
+            if was_ready
+                && n.agent_wait
+                && agent_pod(pod)
+                && let Some(m) = sim.nodes.get_mut(node)
+            {
+                m.agent_wait = false;
+            }
+            continue;
+        }
         let status = kubelet_status(pod, &n, net_ok, rt, ip, clock);
         let ready_now = status["conditions"]
             .as_array()
@@ -642,6 +661,11 @@ pub(crate) fn kubelet_pods(store: &mut Store, sim: &mut Sim, clock: Clock, wake:
             .flatten()
             .any(|c| c["type"] == "Ready" && c["status"] == "True");
         write_status(store, &gvr_pods(), pod, status);
+        if let Some(after) = store.get(&gvr_pods(), ns_of(pod), name_of(pod)) {
+            let rv = after["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+            sim.pod_posted
+                .insert(uid_of(pod).to_string(), (rv.to_string(), digest));
+        }
         if ready_now != was_ready {
             let to = if ready_now { "True" } else { "False" };
             sim.transitions
@@ -664,9 +688,10 @@ pub(crate) fn kubelet_pods(store: &mut Store, sim: &mut Sim, clock: Clock, wake:
         .map(|(k, _)| k.clone())
         .collect();
     for node in waiting {
-        if !pods.iter().any(|p| {
-            agent_pod(p) && !deleting(p) && p["spec"]["nodeName"].as_str() == Some(node.as_str())
-        }) && let Some(m) = sim.nodes.get_mut(&node)
+        if !pods_on(store, &node)
+            .iter()
+            .any(|p| agent_pod(p) && !deleting(p))
+            && let Some(m) = sim.nodes.get_mut(&node)
         {
             m.agent_wait = false;
         }
@@ -688,11 +713,12 @@ pub(crate) fn pod_ready(pod: &Value) -> bool {
     pod["status"]["phase"] == "Running" && condition_status(pod, "Ready") == Some("True")
 }
 
-/// Pods of a namespace, active (not terminal, not being deleted).
-pub(crate) fn active_pods(store: &Store, ns: &str) -> Vec<std::sync::Arc<Value>> {
+/// The active pods (not terminal, not being deleted) whose controller has `owner_uid`.
+pub(crate) fn owned_pods(store: &Store, owner_uid: &str) -> Vec<std::sync::Arc<Value>> {
     store
-        .list(&gvr_pods(), Some(ns), &Filter::default())
+        .controlled_by(&gvr_pods(), owner_uid)
         .into_iter()
         .filter(|p| !deleting(p) && !terminal(p))
         .collect()
 }
+

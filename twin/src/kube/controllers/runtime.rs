@@ -229,6 +229,25 @@ impl PodRuntime {
         new_sandbox
     }
 
+    /// A digest of everything [`PodRuntime::statuses`] renders from the runtime's side
+    /// (boot, sandbox, each container's run, restarts and back-off): equal digests and an
+    /// unchanged pod render the same status.
+    pub fn digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.boot, self.sandbox_at).hash(&mut h);
+        for (name, c) in &self.containers {
+            (name, c.restarts, c.seq, c.backoff.map(|(s, t)| (s.to_bits(), t))).hash(&mut h);
+            match &c.state {
+                State::Running { since } => (0u8, since).hash(&mut h),
+                State::Exited { at, .. } => (1u8, at).hash(&mut h),
+                State::BackOff { at, until, .. } => (2u8, at, until).hash(&mut h),
+            }
+            c.last.as_ref().map(Value::to_string).hash(&mut h);
+        }
+        h.finish()
+    }
+
     pub fn started(&self) -> bool {
         self.sandbox_at.is_some()
     }

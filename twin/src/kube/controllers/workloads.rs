@@ -12,7 +12,7 @@ use super::super::defaults::{TAINT_NOT_READY, TAINT_UNREACHABLE, node_selector_m
 use super::super::select::{Filter, LabelSelector, string_map};
 use super::super::store::{Store, now_time};
 use super::super::types::Gvr;
-use super::pods::{active_pods, affinity_matches, fits, pod_ready};
+use super::pods::{owned_pods, affinity_matches, fits, pod_ready};
 use super::{
     controlled_by, deleting, gvr_nodes, gvr_pods, name_of, ns_of, owner_ref, remove, set_condition,
     tolerates_taints, uid_of, write, write_status,
@@ -144,10 +144,7 @@ fn scale_down_rank(p: &Value) -> (bool, bool, std::cmp::Reverse<String>) {
 pub(crate) fn replicasets(store: &mut Store) {
     for rs in live(store, &gvr_replicasets()) {
         let ns = ns_of(&rs).to_string();
-        let mut pods: Vec<Arc<Value>> = active_pods(store, &ns)
-            .into_iter()
-            .filter(|p| controlled_by(p, uid_of(&rs)))
-            .collect();
+        let mut pods: Vec<Arc<Value>> = owned_pods(store, uid_of(&rs));
         let want = replicas(&rs) as usize;
         if pods.len() < want {
             for _ in pods.len()..want {
@@ -197,10 +194,7 @@ pub(crate) fn daemonsets(store: &mut Store) {
         let mut probe = pod_from_template(&ds, "apps/v1", "DaemonSet", String::new());
         let tol = daemon_tolerations(&probe["spec"]);
         probe["spec"]["tolerations"] = json!(tol);
-        let pods: Vec<Arc<Value>> = active_pods(store, &ns)
-            .into_iter()
-            .filter(|p| controlled_by(p, uid_of(&ds)))
-            .collect();
+        let pods: Vec<Arc<Value>> = owned_pods(store, uid_of(&ds));
         // The daemon's pods by node, once: proportional to the pods, not nodes × pods.
         let mut by_node: BTreeMap<&str, Vec<&Arc<Value>>> = BTreeMap::new();
         for p in &pods {
@@ -250,10 +244,7 @@ pub(crate) fn daemonsets(store: &mut Store) {
 pub(crate) fn rollups(store: &mut Store) {
     let rsg = gvr_replicasets();
     for rs in live(store, &rsg) {
-        let pods: Vec<Arc<Value>> = active_pods(store, ns_of(&rs))
-            .into_iter()
-            .filter(|p| controlled_by(p, uid_of(&rs)))
-            .collect();
+        let pods: Vec<Arc<Value>> = owned_pods(store, uid_of(&rs));
         let ready = pods.iter().filter(|p| pod_ready(p)).count();
         let mut status = rs["status"].clone();
         if !status.is_object() {
@@ -379,10 +370,7 @@ fn max_unavailable(d: &Value, want: i64) -> i64 {
 fn daemonset_status(store: &mut Store, ds: &Value, nodes: &[Arc<Value>]) {
     let mut probe = pod_from_template(ds, "apps/v1", "DaemonSet", String::new());
     probe["spec"]["tolerations"] = json!(daemon_tolerations(&probe["spec"]));
-    let pods: Vec<Arc<Value>> = active_pods(store, ns_of(ds))
-        .into_iter()
-        .filter(|p| controlled_by(p, uid_of(ds)))
-        .collect();
+    let pods: Vec<Arc<Value>> = owned_pods(store, uid_of(ds));
     let mut by_node: BTreeMap<&str, Vec<&Arc<Value>>> = BTreeMap::new();
     for p in &pods {
         if let Some(n) = p["spec"]["nodeName"].as_str() {
