@@ -114,6 +114,9 @@ pub struct Store {
     /// Secondary indexes the controllers read instead of scanning every object (the API
     /// server's informers index pods by node and objects by owner the same way).
     index: Index,
+    /// Bumped by every creation, deletion and change of `ownerReferences`: what the garbage
+    /// collector's verdicts depend on.
+    ownership: u64,
     rv: u64,
     history: VecDeque<Event>,
     cap: usize,
@@ -227,6 +230,7 @@ impl Store {
                 .collect(),
             objects: BTreeMap::new(),
             index: Index::default(),
+            ownership: 0,
             rv: 0,
             history: VecDeque::new(),
             cap: HISTORY,
@@ -397,6 +401,11 @@ impl Store {
             .collect()
     }
 
+    /// Changes with every creation, deletion and `ownerReferences` change.
+    pub fn ownership_epoch(&self) -> u64 {
+        self.ownership
+    }
+
     /// Every object, in key order.
     pub fn all(&self) -> impl Iterator<Item = (&ObjKey, &Arc<Value>)> {
         self.objects.iter()
@@ -410,6 +419,12 @@ impl Store {
             EventType::Deleted => self.objects.remove(&key),
             _ => self.objects.insert(key.clone(), Arc::clone(&new)),
         };
+        if kind != EventType::Modified
+            || old.as_ref().map(|o| &o["metadata"]["ownerReferences"])
+                != Some(&new["metadata"]["ownerReferences"])
+        {
+            self.ownership += 1;
+        }
         if let Some(o) = &old {
             self.index.remove(&key, o);
         }

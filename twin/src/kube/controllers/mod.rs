@@ -90,6 +90,10 @@ pub(crate) struct Sim {
     pub dropped: Option<(String, String)>,
     /// `crashloop-pod`: the uid of the CoreDNS pod whose container crash-loops.
     pub crash_victim: Option<String>,
+    /// The store's ownership epoch at the garbage collector's last look.
+    pub gc_epoch: Option<u64>,
+    /// The DaemonSet controller's per-node decisions.
+    pub daemon_fit: workloads::DaemonFit,
     /// Source ports handed out for emulated connections.
     pub next_port: u32,
     /// Rotates through a Service's backends, as a load balancer spreads connections.
@@ -227,10 +231,10 @@ pub(crate) fn reconcile(w: &mut World, clock: Clock) -> Option<Instant> {
     pods::collect_garbage(store, sim);
     workloads::deployments(store);
     workloads::replicasets(store);
-    workloads::daemonsets(store);
+    workloads::daemonsets(store, &mut sim.daemon_fit);
     pods::schedule(store);
     pods::kubelet_pods(store, sim, clock, &mut wake);
-    workloads::rollups(store);
+    workloads::rollups(store, &mut sim.daemon_fit);
     let _synced = endpoints::reconcile(store, &mut sim.endpoints);
     wake.0
 }

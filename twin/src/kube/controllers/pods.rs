@@ -202,6 +202,16 @@ pub(crate) fn shutdown_pods(store: &mut Store, sim: &mut Sim, node: &str) {
 /// The garbage collector (objects whose owners are all gone) and the pod GC (pods bound
 /// to a node that was deleted).
 pub(crate) fn collect_garbage(store: &mut Store, sim: &mut Sim) {
+    // Orphans appear only when objects come, go or change owners.
+    if sim.gc_epoch != Some(store.ownership_epoch()) {
+        collect_orphans(store);
+        sim.gc_epoch = Some(store.ownership_epoch());
+    }
+    collect_pods_of_deleted_nodes(store, sim);
+}
+
+/// The garbage collector: objects whose owners are all gone.
+fn collect_orphans(store: &mut Store) {
     let uids: HashSet<String> = store.all().map(|(_, v)| uid_of(v).to_string()).collect();
     let orphans: Vec<(Gvr, Value)> = store
         .all()
@@ -220,6 +230,10 @@ pub(crate) fn collect_garbage(store: &mut Store, sim: &mut Sim) {
     for (gvr, obj) in orphans {
         remove(store, &gvr, &obj, "garbage collector: owner gone");
     }
+}
+
+/// The pod GC (pods bound to a node that was deleted).
+fn collect_pods_of_deleted_nodes(store: &mut Store, sim: &mut Sim) {
     let current: BTreeSet<String> = store
         .list(&gvr_nodes(), None, &Filter::default())
         .iter()

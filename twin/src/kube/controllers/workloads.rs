@@ -3,7 +3,7 @@
 //! `spec.replicas`) and DaemonSets (one pod per node that should run it, bound directly,
 //! with the tolerations the DaemonSet controller adds), and the status each reports.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -186,14 +186,72 @@ fn daemon_tolerations(spec: &Value) -> Vec<Value> {
     tol
 }
 
+/// Where a DaemonSet's pods may run, per node: what [`daemonsets`] and its status decide
+/// for each (DaemonSet, node), kept while neither the DaemonSet's spec (its generation) nor
+/// the node (its resourceVersion) changed, so a pass costs a lookup per node instead of
+/// matching the pod template's tolerations and affinity against every node again.
+#[derive(Default)]
+pub(crate) struct DaemonFit(BTreeMap<(String, String), (i64, String, Fit)>);
+
+#[derive(Clone, Copy)]
+struct Fit {
+    /// The node takes a new daemon pod (`fits`).
+    should_run: bool,
+    /// A daemon pod already there may stay (selectors and NoExecute taints).
+    may_continue: bool,
+}
+
+impl DaemonFit {
+    fn of(&mut self, ds: &Value, probe: &Value, tol: &[Value], node: &Value) -> Fit {
+        let key = (uid_of(ds).to_string(), name_of(node).to_string());
+        let generation = ds["metadata"]["generation"].as_i64().unwrap_or(0);
+        let rv = node["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default();
+        if let Some((g, r, fit)) = self.0.get(&key)
+            && *g == generation
+            && r == rv
+        {
+            return *fit;
+        }
+        let fit = Fit {
+            should_run: fits(probe, node),
+            may_continue: node_selector_matches(&probe["spec"], node)
+                && affinity_matches(&probe["spec"], node)
+                && tolerates_taints(tol, node, &["NoExecute"]),
+        };
+        self.0.insert(key, (generation, rv.to_string(), fit));
+        fit
+    }
+
+    /// Forget the pairs whose DaemonSet or node is gone.
+    fn prune(&mut self, daemons: &[Arc<Value>], nodes: &[Arc<Value>]) {
+        if self.0.len() <= 2 * daemons.len() * nodes.len() {
+            return;
+        }
+        let ds: BTreeSet<&str> = daemons.iter().map(|d| uid_of(d)).collect();
+        let ns: BTreeSet<&str> = nodes.iter().map(|n| name_of(n)).collect();
+        self.0
+            .retain(|(d, n), _| ds.contains(d.as_str()) && ns.contains(n.as_str()));
+    }
+}
+
+/// The pod a DaemonSet's controller would create, with the tolerations it adds.
+fn daemon_probe(ds: &Value) -> (Value, Vec<Value>) {
+    let mut probe = pod_from_template(ds, "apps/v1", "DaemonSet", String::new());
+    let tol = daemon_tolerations(&probe["spec"]);
+    probe["spec"]["tolerations"] = json!(tol);
+    (probe, tol)
+}
+
 /// DaemonSet → one pod per node that should run it.
-pub(crate) fn daemonsets(store: &mut Store) {
+pub(crate) fn daemonsets(store: &mut Store, fit: &mut DaemonFit) {
     let nodes = store.list(&gvr_nodes(), None, &Filter::default());
-    for ds in live(store, &gvr_daemonsets()) {
+    let daemons = live(store, &gvr_daemonsets());
+    fit.prune(&daemons, &nodes);
+    for ds in daemons {
         let ns = ns_of(&ds).to_string();
-        let mut probe = pod_from_template(&ds, "apps/v1", "DaemonSet", String::new());
-        let tol = daemon_tolerations(&probe["spec"]);
-        probe["spec"]["tolerations"] = json!(tol);
+        let (probe, tol) = daemon_probe(&ds);
         let pods: Vec<Arc<Value>> = owned_pods(store, uid_of(&ds));
         // The daemon's pods by node, once: proportional to the pods, not nodes × pods.
         let mut by_node: BTreeMap<&str, Vec<&Arc<Value>>> = BTreeMap::new();
@@ -205,10 +263,10 @@ pub(crate) fn daemonsets(store: &mut Store) {
         for node in &nodes {
             let node_name = name_of(node);
             let here: Vec<&Arc<Value>> = by_node.get(node_name).cloned().unwrap_or_default();
-            let should_run = fits(&probe, node);
-            let may_continue = node_selector_matches(&probe["spec"], node)
-                && affinity_matches(&probe["spec"], node)
-                && tolerates_taints(&tol, node, &["NoExecute"]);
+            let Fit {
+                should_run,
+                may_continue,
+            } = fit.of(&ds, &probe, &tol, node);
             if here.is_empty() && should_run {
                 let name = format!("{}-{}", name_of(&ds), store.name_suffix(5));
                 let mut pod = pod_from_template(&ds, "apps/v1", "DaemonSet", name);
@@ -241,7 +299,7 @@ pub(crate) fn daemonsets(store: &mut Store) {
 }
 
 /// Status of ReplicaSets, Deployments and DaemonSets from their pods.
-pub(crate) fn rollups(store: &mut Store) {
+pub(crate) fn rollups(store: &mut Store, fit: &mut DaemonFit) {
     let rsg = gvr_replicasets();
     for rs in live(store, &rsg) {
         let pods: Vec<Arc<Value>> = owned_pods(store, uid_of(&rs));
@@ -262,7 +320,7 @@ pub(crate) fn rollups(store: &mut Store) {
     }
     let nodes = store.list(&gvr_nodes(), None, &Filter::default());
     for ds in live(store, &gvr_daemonsets()) {
-        daemonset_status(store, &ds, &nodes);
+        daemonset_status(store, &ds, &nodes, fit);
     }
 }
 
@@ -367,9 +425,8 @@ fn max_unavailable(d: &Value, want: i64) -> i64 {
     n.clamp(0, want)
 }
 
-fn daemonset_status(store: &mut Store, ds: &Value, nodes: &[Arc<Value>]) {
-    let mut probe = pod_from_template(ds, "apps/v1", "DaemonSet", String::new());
-    probe["spec"]["tolerations"] = json!(daemon_tolerations(&probe["spec"]));
+fn daemonset_status(store: &mut Store, ds: &Value, nodes: &[Arc<Value>], fit: &mut DaemonFit) {
+    let (probe, tol) = daemon_probe(ds);
     let pods: Vec<Arc<Value>> = owned_pods(store, uid_of(ds));
     let mut by_node: BTreeMap<&str, Vec<&Arc<Value>>> = BTreeMap::new();
     for p in &pods {
@@ -380,7 +437,7 @@ fn daemonset_status(store: &mut Store, ds: &Value, nodes: &[Arc<Value>]) {
     let (mut desired, mut current, mut misscheduled, mut ready) = (0, 0, 0, 0);
     for node in nodes {
         let here: Vec<&Arc<Value>> = by_node.get(name_of(node)).cloned().unwrap_or_default();
-        if fits(&probe, node) {
+        if fit.of(ds, &probe, &tol, node).should_run {
             desired += 1;
             if !here.is_empty() {
                 current += 1;
