@@ -166,7 +166,20 @@ impl LabelSelector {
 
     /// Matches an object's `metadata.labels`.
     pub fn matches(&self, obj: &Value) -> bool {
-        self.matches_labels(&labels_of(obj))
+        if self.never {
+            return false;
+        }
+        // Looked up in place: no copy of the labels per object (lists filter every object).
+        let labels = &obj["metadata"]["labels"];
+        let get = |k: &String| labels.get(k.as_str()).and_then(Value::as_str);
+        self.reqs.iter().all(|r| match r {
+            LabelReq::Eq(k, v) => get(k) == Some(v.as_str()),
+            LabelReq::NotEq(k, v) => get(k) != Some(v.as_str()),
+            LabelReq::In(k, vs) => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
+            LabelReq::NotIn(k, vs) => get(k).is_none_or(|x| !vs.iter().any(|v| v == x)),
+            LabelReq::Exists(k) => get(k).is_some(),
+            LabelReq::NotExists(k) => get(k).is_none(),
+        })
     }
 }
 

@@ -401,6 +401,16 @@ impl Store {
             .collect()
     }
 
+    /// Whether a change after resourceVersion `rv` touched a type `which` accepts; true
+    /// when the history no longer reaches back to `rv` (it cannot tell).
+    pub fn changed_since(&self, rv: u64, which: impl Fn(&Gvr) -> bool) -> bool {
+        if rv < self.compacted {
+            return true;
+        }
+        let start = self.history.partition_point(|e| e.rv <= rv);
+        self.history.range(start..).any(|e| which(&e.key.gvr))
+    }
+
     /// Changes with every creation, deletion and `ownerReferences` change.
     pub fn ownership_epoch(&self) -> u64 {
         self.ownership
