@@ -5,11 +5,17 @@
 //! eviction, the garbage collector (ownerReferences), the Deployment, ReplicaSet and
 //! DaemonSet controllers and a scheduler. The faults of [`Faults`] act here.
 //!
-//! Each pass reconciles everything from the store's current state, writing only what
-//! differs, so passes are deterministic and converge; the Endpoints/EndpointSlice
-//! controllers ([`endpoints`]) re-sync only the Services the changes since their last pass
-//! touch. The loop wakes on every store change
-//! and on every change to the emulated machines, and otherwise sleeps until the next
+//! Each pass reconciles from the store's current state, writing only what differs, so
+//! passes are deterministic and converge. A pass does work in proportion to what changed:
+//! the kubelets skip a node or a pod whose object and inputs are as they last posted them
+//! (`NodeSim::posted`, `Sim::pod_posted`), the DaemonSet controller keeps its per-node
+//! decisions while neither the DaemonSet's generation nor the node changed
+//! (`workloads::DaemonFit`), the garbage collector looks only after objects came, went or
+//! changed owners, pods are found by node and by controller through the store's indexes,
+//! and the Endpoints/EndpointSlice controllers ([`endpoints`]) re-sync only the Services
+//! the changes since their last pass touch. The loop runs again at once when a pass wrote
+//! something other than its own Lease renewals or a request changed the store meanwhile,
+//! wakes on every change to the emulated machines, and otherwise sleeps until the next
 //! time-driven event (a Lease renewal, a grace period or a toleration running out). All
 //! durations are Kubernetes' defaults multiplied by `time_scale`.
 
