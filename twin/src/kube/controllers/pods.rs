@@ -202,10 +202,13 @@ pub(crate) fn shutdown_pods(store: &mut Store, sim: &mut Sim, node: &str) {
 /// The garbage collector (objects whose owners are all gone) and the pod GC (pods bound
 /// to a node that was deleted).
 pub(crate) fn collect_garbage(store: &mut Store, sim: &mut Sim) {
-    // Orphans appear only when objects come, go or change owners.
-    if sim.gc_epoch != Some(store.ownership_epoch()) {
+    // Orphans appear only when objects come, go or change owners. The epoch is taken
+    // before collecting: the collector's own deletions change it, so the next pass looks
+    // again and collects what those deletions orphaned (a cascade, one level per pass).
+    let epoch = store.ownership_epoch();
+    if sim.gc_epoch != Some(epoch) {
         collect_orphans(store);
-        sim.gc_epoch = Some(store.ownership_epoch());
+        sim.gc_epoch = Some(epoch);
     }
     collect_pods_of_deleted_nodes(store, sim);
 }
