@@ -165,7 +165,10 @@ impl Index {
 
     fn remove(&mut self, key: &ObjKey, obj: &Value) {
         let (node, owner) = Index::entries(key, obj);
-        for (map, k) in [(&mut self.pods_by_node, node), (&mut self.by_controller, owner)] {
+        for (map, k) in [
+            (&mut self.pods_by_node, node),
+            (&mut self.by_controller, owner),
+        ] {
             if let Some(k) = k
                 && let Some(set) = map.get_mut(&k)
             {

@@ -655,7 +655,9 @@ pub(crate) fn kubelet_pods(store: &mut Store, sim: &mut Sim, clock: Clock, wake:
             (rt.digest(), n.index, n.boot, net_ok, &ip).hash(&mut h);
             h.finish()
         };
-        let rv = pod["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+        let rv = pod["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default();
         if sim
             .pod_posted
             .get(uid_of(pod))
@@ -679,7 +681,9 @@ pub(crate) fn kubelet_pods(store: &mut Store, sim: &mut Sim, clock: Clock, wake:
             .any(|c| c["type"] == "Ready" && c["status"] == "True");
         write_status(store, &gvr_pods(), pod, status);
         if let Some(after) = store.get(&gvr_pods(), ns_of(pod), name_of(pod)) {
-            let rv = after["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+            let rv = after["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default();
             sim.pod_posted
                 .insert(uid_of(pod).to_string(), (rv.to_string(), digest));
         }
@@ -738,4 +742,3 @@ pub(crate) fn owned_pods(store: &Store, owner_uid: &str) -> Vec<std::sync::Arc<V
         .filter(|p| !deleting(p) && !terminal(p))
         .collect()
 }
-

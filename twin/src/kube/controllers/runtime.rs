@@ -237,7 +237,13 @@ impl PodRuntime {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (self.boot, self.sandbox_at).hash(&mut h);
         for (name, c) in &self.containers {
-            (name, c.restarts, c.seq, c.backoff.map(|(s, t)| (s.to_bits(), t))).hash(&mut h);
+            (
+                name,
+                c.restarts,
+                c.seq,
+                c.backoff.map(|(s, t)| (s.to_bits(), t)),
+            )
+                .hash(&mut h);
             match &c.state {
                 State::Running { since } => (0u8, since).hash(&mut h),
                 State::Exited { at, .. } => (1u8, at).hash(&mut h),

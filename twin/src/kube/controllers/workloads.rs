@@ -12,7 +12,7 @@ use super::super::defaults::{TAINT_NOT_READY, TAINT_UNREACHABLE, node_selector_m
 use super::super::select::{Filter, LabelSelector, string_map};
 use super::super::store::{Store, now_time};
 use super::super::types::Gvr;
-use super::pods::{owned_pods, affinity_matches, fits, pod_ready};
+use super::pods::{affinity_matches, fits, owned_pods, pod_ready};
 use super::{
     controlled_by, deleting, gvr_nodes, gvr_pods, name_of, ns_of, owner_ref, remove, set_condition,
     tolerates_taints, uid_of, write, write_status,
