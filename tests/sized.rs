@@ -117,7 +117,7 @@ async fn verify_footprint(size: twin::TwinSize) -> Footprint {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_sends_as_many_requests_for_50_nodes_as_for_5() {
     let small = verify_footprint(twin::TwinSize::SEED).await;
-    let large = verify_footprint(twin::TwinSize::parse("50").unwrap()).await;
+    let large = verify_footprint(twin::TwinSize::parse("200").unwrap()).await;
     for f in [&small, &large] {
         // Printed for the record (`cargo nextest run --no-capture --test sized`).
         println!(
@@ -125,7 +125,7 @@ async fn verify_sends_as_many_requests_for_50_nodes_as_for_5() {
             f.nodes, f.hosts, f.requests, f.wall, f.by_resource
         );
     }
-    assert_eq!((small.nodes, large.nodes), (5, 50), "the twins' sizes");
+    assert_eq!((small.nodes, large.nodes), (5, 200), "the twins' sizes");
     let (s, l) = (small.requests as f64, large.requests as f64);
     assert!(
         (l - s).abs() <= s * 0.10,

@@ -116,6 +116,40 @@ async fn vms_land_on_the_freest_host_and_consume_ram_and_disk() {
     assert_eq!(back, before);
 }
 
+/// Proxmox reserves no RAM for a VM: what refuses a start is the host kernel's commit limit
+/// (heuristic overcommit: guest memory beyond RAM + swap), with QEMU's own words. A VM that
+/// is larger than the host's free memory but within that limit starts.
+#[tokio::test]
+async fn a_vm_larger_than_its_hosts_ram_and_swap_does_not_start() {
+    let t = twin(vec![]).await;
+    let d = tempfile::tempdir().unwrap();
+    let c = client(&t, &d);
+    let mem = c.node_status("golf").await.unwrap().memory;
+    let (total, used) = (mem.total.unwrap(), mem.used.unwrap());
+    let mib = |bytes: u64| bytes >> 20;
+    let e = t
+        .create_vm(&req("huge", mib(total) * 2, r#"name == "local-lvm""#, Some("golf")))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        "VM huge on golf: kvm: cannot set up guest memory 'pc.ram': Cannot allocate memory\n\
+         start failed: QEMU exited with code 1"
+    );
+    assert_eq!(t.vm_by_name("huge"), None, "nothing was left behind");
+    assert_eq!(c.node_status("golf").await.unwrap().memory.used, Some(used));
+    // Beyond what is free, within RAM: overcommitted, and it runs.
+    let over = mib(total - used) + 1024;
+    let vm = t
+        .create_vm(&req("over", over, r#"name == "local-lvm""#, Some("golf")))
+        .unwrap();
+    assert_eq!(vm.node, "golf");
+    assert_eq!(
+        c.node_status("golf").await.unwrap().memory.used,
+        Some(total),
+        "the host's RAM is all in use (the rest would be in swap)"
+    );
+}
+
 #[tokio::test]
 async fn provider_errors_have_the_providers_words() {
     let t = twin(vec![Fault::StorageMissing]).await;

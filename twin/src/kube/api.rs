@@ -517,7 +517,7 @@ fn list(store: &Store, rt: &ResourceType, ns: Option<&str>, q: &Q) -> Result<Val
     let (list_rv, after) = match q.get("continue").filter(|c| !c.is_empty()) {
         Some(tok) => {
             let (rv, cns, cname) = decode_continue(tok)?;
-            if store.events_since(rv).is_err() {
+            if store.events_since(rv, |g| *g == rt.gvr).is_err() {
                 return Err(ApiError::new(
                     410,
                     "Expired",

@@ -1,8 +1,11 @@
 //! The generic object store: any group/version/kind, namespaced or cluster-scoped, keyed by
 //! (group, version, plural, namespace, name), with one global resourceVersion counter (as
-//! etcd's revision backs every resource of a real API server) and a bounded history of
-//! changes that watches replay. A watch from a resourceVersion older than the history is
-//! answered with 410 Expired, like a compacted etcd.
+//! etcd's revision backs every resource of a real API server) and, per resource type, a
+//! bounded history of changes that watches replay. A watch from a resourceVersion older
+//! than its type's history is answered with 410 Expired. The history is kept per type as
+//! the API server's watch cache is (one `Cacher` per resource, each with its own window of
+//! events, `k8s.io/apiserver/pkg/storage/cacher`): 500 kubelets renewing their Leases do not
+//! push a pod watcher's resourceVersion out of the pods' window.
 //!
 //! Write semantics follow the API server's generic registry: server-set `uid`,
 //! `creationTimestamp`, `generation` (bumped when anything outside metadata and status
@@ -105,8 +108,16 @@ pub enum Deleted {
     Pending(Arc<Value>),
 }
 
-/// The default bound of the change history.
+/// The default bound of each resource type's change history.
 pub const HISTORY: usize = 10_000;
+
+/// One resource type's window of changes.
+#[derive(Default)]
+struct TypeHistory {
+    events: VecDeque<Event>,
+    /// Every change of this type with a resourceVersion above this is still in `events`.
+    compacted: u64,
+}
 
 pub struct Store {
     types: BTreeMap<Gvr, ResourceType>,
@@ -118,9 +129,9 @@ pub struct Store {
     /// collector's verdicts depend on.
     ownership: u64,
     rv: u64,
-    history: VecDeque<Event>,
+    history: BTreeMap<Gvr, TypeHistory>,
     cap: usize,
-    /// Every change with a resourceVersion above this is still in the history.
+    /// The last [`Store::compact`]: a type first changed after it starts its window here.
     compacted: u64,
     seq: u64,
     seed: String,
@@ -128,6 +139,17 @@ pub struct Store {
     notify: watch::Sender<u64>,
     /// What the `DefaultTolerationSeconds` admission writes (the twin's timing).
     pub default_toleration_secs: i64,
+}
+
+impl TypeHistory {
+    /// Where the changes after `rv` start in `events`, or `Err(oldest)` when the window
+    /// begins after `rv`.
+    fn after(&self, rv: u64) -> Result<usize, u64> {
+        if rv < self.compacted {
+            return Err(self.compacted);
+        }
+        Ok(self.events.partition_point(|e| e.rv <= rv))
+    }
 }
 
 /// The store's secondary indexes, kept by [`Store::commit`] (the one place objects change).
@@ -235,7 +257,7 @@ impl Store {
             index: Index::default(),
             ownership: 0,
             rv: 0,
-            history: VecDeque::new(),
+            history: BTreeMap::new(),
             cap: HISTORY,
             compacted: 0,
             seq: 0,
@@ -293,14 +315,24 @@ impl Store {
         self.compacted = self.rv;
     }
 
-    /// Changes after `rv`, or the oldest resourceVersion a watch may still start from when
-    /// `rv` is too old.
-    pub fn events_since(&self, rv: u64) -> Result<Vec<Event>, u64> {
+    /// The changes after `rv` to the types `which` accepts, in resourceVersion order; or,
+    /// when `rv` is older than one of those types' windows, the oldest resourceVersion a
+    /// watch of them may still start from.
+    pub fn events_since(&self, rv: u64, which: impl Fn(&Gvr) -> bool) -> Result<Vec<Event>, u64> {
         if rv < self.compacted {
             return Err(self.compacted);
         }
-        let start = self.history.partition_point(|e| e.rv <= rv);
-        Ok(self.history.range(start..).cloned().collect())
+        let mut out = Vec::new();
+        let mut several = false;
+        for (_, h) in self.history.iter().filter(|(g, _)| which(g)) {
+            let start = h.after(rv)?;
+            several |= !out.is_empty();
+            out.extend(h.events.range(start..).cloned());
+        }
+        if several {
+            out.sort_by_key(|e| e.rv);
+        }
+        Ok(out)
     }
 
     /// A fresh suffix for `generateName` and controller-made names.
@@ -405,13 +437,12 @@ impl Store {
     }
 
     /// Whether a change after resourceVersion `rv` touched a type `which` accepts; true
-    /// when the history no longer reaches back to `rv` (it cannot tell).
+    /// when a window of those types no longer reaches back to `rv` (it cannot tell).
     pub fn changed_since(&self, rv: u64, which: impl Fn(&Gvr) -> bool) -> bool {
-        if rv < self.compacted {
-            return true;
-        }
-        let start = self.history.partition_point(|e| e.rv <= rv);
-        self.history.range(start..).any(|e| which(&e.key.gvr))
+        rv < self.compacted
+            || self.history.iter().filter(|(g, _)| which(g)).any(|(_, h)| {
+                h.after(rv).map_or(true, |start| start < h.events.len())
+            })
     }
 
     /// Changes with every creation, deletion and `ownerReferences` change.
@@ -444,16 +475,17 @@ impl Store {
         if kind != EventType::Deleted {
             self.index.insert(&key, &new);
         }
-        self.history.push_back(Event {
+        let h = self.history.entry(key.gvr.clone()).or_default();
+        h.events.push_back(Event {
             rv: self.rv,
             kind,
             key,
             old,
             object: Arc::clone(&new),
         });
-        while self.history.len() > self.cap {
-            if let Some(e) = self.history.pop_front() {
-                self.compacted = e.rv;
+        while h.events.len() > self.cap {
+            if let Some(e) = h.events.pop_front() {
+                h.compacted = e.rv;
             }
         }
         self.notify.send_replace(self.rv);
@@ -965,11 +997,42 @@ mod tests {
         );
         assert!(s.create(&g, "default", cm("a"), false).is_err());
         assert!(s.create(&g, "nope", cm("c"), false).is_err());
-        let evs = s.events_since(rv_a - 1).unwrap();
+        let all = |_: &Gvr| true;
+        let evs = s.events_since(rv_a - 1, all).unwrap();
         assert_eq!(evs.len(), 2);
         s.compact();
-        assert!(s.events_since(rv_a).is_err());
-        assert!(s.events_since(s.resource_version()).unwrap().is_empty());
+        assert!(s.events_since(rv_a, all).is_err());
+        assert!(s.events_since(s.resource_version(), all).unwrap().is_empty());
+    }
+
+    #[test]
+    fn each_type_keeps_its_own_window() {
+        let mut s = Store::new("t".into());
+        s.cap = 3;
+        let cms = Gvr::new("", "v1", "configmaps");
+        let secrets = Gvr::new("", "v1", "secrets");
+        let start = s.resource_version();
+        s.create(&cms, "default", cm("a"), false).unwrap();
+        // Ten changes of another type do not push the ConfigMap out of its window...
+        for i in 0..10 {
+            let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("s{i}")}});
+            s.create(&secrets, "default", secret, false).unwrap();
+        }
+        let of_cms = s.events_since(start, |g| *g == cms).unwrap();
+        assert_eq!(of_cms.len(), 1);
+        assert_eq!(of_cms[0].key.name, "a");
+        assert!(!s.changed_since(s.resource_version(), |g| *g == cms));
+        assert!(s.changed_since(start, |g| *g == cms));
+        // ...but they do push the oldest Secrets out of theirs (410 from there on).
+        let oldest = s.events_since(start, |g| *g == secrets).unwrap_err();
+        assert_eq!(oldest, start + 8, "seven Secrets dropped after the ConfigMap's change");
+        assert!(s.events_since(start, |_| true).is_err());
+        assert!(s.changed_since(start, |g| *g == secrets));
+        // Several types come back in resourceVersion order.
+        s.create(&cms, "default", cm("b"), false).unwrap();
+        let mixed = s.events_since(start + 9, |_| true).unwrap();
+        let rvs: Vec<u64> = mixed.iter().map(|e| e.rv).collect();
+        assert_eq!(rvs, vec![start + 10, start + 11, start + 12]);
     }
 
     #[test]

@@ -127,7 +127,8 @@ impl WatchState {
         match self.req.since {
             Some(rv) if !self.req.initial_events => {
                 self.last_rv = rv;
-                if let Err(oldest) = store.events_since(rv) {
+                let gvr = &self.req.rt.gvr;
+                if let Err(oldest) = store.events_since(rv, |g| g == gvr) {
                     self.expire(rv, oldest);
                 }
             }
@@ -158,9 +159,21 @@ impl WatchState {
 
     /// Queue the changes after `last_rv` that this watch sees.
     fn scan(&mut self) {
-        let found = lock(&self.shared.world).store.events_since(self.last_rv);
+        let (found, now) = {
+            let world = lock(&self.shared.world);
+            let gvr = &self.req.rt.gvr;
+            (
+                world.store.events_since(self.last_rv, |g| g == gvr),
+                world.store.resource_version(),
+            )
+        };
         let events = match found {
-            Ok(evs) => evs,
+            // Every change of this type up to `now` is in `evs`: the watch has seen the
+            // store up to there (what its bookmarks report).
+            Ok(evs) => {
+                self.last_rv = now;
+                evs
+            }
             Err(oldest) => {
                 let rv = self.last_rv;
                 self.expire(rv, oldest);
@@ -168,7 +181,6 @@ impl WatchState {
             }
         };
         for ev in events {
-            self.last_rv = ev.rv;
             if let Some(kind) = self.translate(&ev) {
                 let b = self.event(kind, &ev.object);
                 self.pending.push_back(b);

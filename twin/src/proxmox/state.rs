@@ -352,8 +352,18 @@ struct Task {
     done_at: Instant,
     /// Applied when the task finishes.
     effect: Option<(VmPower, PowerEventKind)>,
+    /// `OK`, or the error; lines before the last are what the task printed before it.
     exit: String,
     applied: bool,
+}
+
+impl Task {
+    /// The task's output lines before its verdict, and its `exitstatus`.
+    fn output_and_status(&self) -> (Vec<&str>, &str) {
+        let mut lines: Vec<&str> = self.exit.lines().collect();
+        let status = lines.pop().unwrap_or("OK");
+        (lines, status)
+    }
 }
 
 struct Host {
@@ -809,6 +819,26 @@ impl State {
                 .sum::<u64>()
     }
 
+    /// Why QEMU could not map `bytes` of guest memory on `node`, if it could not. Proxmox
+    /// reserves nothing for a VM's configured memory (failure-semantics.md §1) and checks
+    /// none before a start; what refuses is the host kernel: under Linux's default
+    /// heuristic overcommit (`vm.overcommit_memory=0`, mm/util.c `__vm_enough_memory`) an
+    /// allocation larger than the host's RAM plus swap fails, and QEMU exits with
+    /// `kvm: cannot set up guest memory 'pc.ram': Cannot allocate memory`, which the start
+    /// task reports as `start failed: QEMU exited with code 1`. (A start that fits the
+    /// commit limit but not the free memory succeeds; the host's OOM killer acting later is
+    /// not emulated.)
+    fn commit_refused(&self, node: &str, bytes: u64) -> Option<String> {
+        let h = self.hosts.get(node)?;
+        let ram = h.item["maxmem"].as_u64().unwrap_or(u64::MAX);
+        let swap = h.files.status["swap"]["total"].as_u64().unwrap_or(0);
+        (bytes > ram.saturating_add(swap)).then(|| {
+            "kvm: cannot set up guest memory 'pc.ram': Cannot allocate memory\n\
+             start failed: QEMU exited with code 1"
+                .to_string()
+        })
+    }
+
     fn host_used(&self, node: &str) -> u64 {
         let base = self
             .hosts
@@ -1035,12 +1065,17 @@ impl State {
                     Some(t) => {
                         let mut lines = Vec::new();
                         if t.applied {
-                            let last = if t.exit == "OK" {
+                            // What the task printed before its verdict, then the verdict.
+                            let (output, status) = t.output_and_status();
+                            for l in output {
+                                lines.push(json!({"n": lines.len() + 1, "t": l}));
+                            }
+                            let last = if status == "OK" {
                                 "TASK OK".to_string()
                             } else {
-                                format!("TASK ERROR: {}", t.exit)
+                                format!("TASK ERROR: {status}")
                             };
-                            lines.push(json!({"n": 1, "t": last}));
+                            lines.push(json!({"n": lines.len() + 1, "t": last}));
                         }
                         Answer::Data(Value::Array(lines))
                     }
@@ -1068,7 +1103,7 @@ impl State {
                             v["tokenid"] = json!(tk);
                         }
                         if done {
-                            v["exitstatus"] = json!(t.exit);
+                            v["exitstatus"] = json!(t.output_and_status().1);
                         }
                         Answer::Data(v)
                     }
@@ -1155,7 +1190,10 @@ impl State {
                 ("hastop", None, t.task_ha, None)
             }
             ("start", VmPower::Stopped) => {
-                if self.start_fails_once && self.start_failed.insert(vmid) {
+                let need = self.vms.get(&vmid).map_or(0, Vm::maxmem);
+                if let Some(refused) = self.commit_refused(node, need) {
+                    ("qmstart", None, t.task_start, Some(refused))
+                } else if self.start_fails_once && self.start_failed.insert(vmid) {
                     // `vm-start-fails-once`: QEMU dies at its first start (as when a host
                     // resource is briefly unavailable); the next start works.
                     (
@@ -1384,6 +1422,10 @@ impl State {
             .map(|f| f.name.clone())
             .ok_or_else(|| req.selector.no_match_message())?;
         let disk = req.disk_gib << 30;
+        // The provider starts the VM right after creating it (failure-semantics.md §1).
+        if let Some(refused) = self.commit_refused(&node, req.memory_mib << 20) {
+            return Err(format!("VM {} on {node}: {refused}", req.name));
+        }
         {
             // Proxmox refuses a disk on a storage it cannot activate or that has no room.
             let s = self

@@ -80,7 +80,13 @@ type Key = (String, String);
 /// One pass: re-sync the Services that changes since the last pass touch. Returns how
 /// many it looked at.
 pub(crate) fn reconcile(store: &mut Store, st: &mut EndpointsSync) -> usize {
-    let dirty = match st.synced.map(|rv| store.events_since(rv)) {
+    let relevant = |g: &Gvr| {
+        matches!(
+            (g.group.as_str(), g.plural.as_str()),
+            ("", "services") | ("", "endpoints") | ("", "pods") | ("discovery.k8s.io", "endpointslices")
+        )
+    };
+    let dirty = match st.synced.map(|rv| store.events_since(rv, relevant)) {
         Some(Ok(events)) => touched(store, &events),
         _ => everything(store),
     };
