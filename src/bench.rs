@@ -411,8 +411,18 @@ async fn child(
         what: format!("open {}", log.display()),
         source,
     })?;
+    // Through `clusterproof bench-child`, a small process of its own: a child spawned
+    // straight from this process would carry the bench's (and the twin's) peak RSS in its
+    // `ru_maxrss` — Linux records the old address space's high-water mark at `execve`, and
+    // a spawned child's old address space is this one's.
+    let report = t.dir().join(format!("bench-{command}.measure.json"));
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg(command)
+    cmd.arg("bench-child")
+        .arg("--report")
+        .arg(&report)
+        .arg("--")
+        .arg(exe)
+        .arg(command)
         .args(extra)
         .arg("--lab")
         .arg(lab)
@@ -423,23 +433,28 @@ async fn child(
         .stderr(err);
     let kube_before = t.kube.request_counts();
     let pve_before = t.proxmox.request_counts();
-    let started = Instant::now();
-    let child = cmd.spawn().map_err(|source| BenchError::Io {
-        what: format!("start `clusterproof {command}`"),
-        source,
-    })?;
-    let pid = child.id();
-    let waited = tokio::task::spawn_blocking(move || wait4(pid))
-        .await
-        .map_err(|e| BenchError::Measure(format!("waiting for {command}: {e}")))?;
-    drop(child);
-    let (code, rss_kib) = waited.map_err(|source| BenchError::Io {
+    let mut launcher = tokio::process::Command::from(cmd)
+        .spawn()
+        .map_err(|source| BenchError::Io {
+            what: format!("start `clusterproof {command}`"),
+            source,
+        })?;
+    let status = launcher.wait().await.map_err(|source| BenchError::Io {
         what: format!("wait for `clusterproof {command}`"),
         source,
     })?;
-    let wall = started.elapsed();
     let kube = t.kube.request_counts().since(&kube_before);
     let pve = t.proxmox.request_counts().since(&pve_before);
+    let measured: Measured = std::fs::read_to_string(&report)
+        .ok()
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .ok_or_else(|| {
+            BenchError::Measure(format!(
+                "`clusterproof bench-child` for {command} exited {status} without its report {}",
+                report.display()
+            ))
+        })?;
+    let code = measured.exit_code;
     if !accept.contains(&code) {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -452,11 +467,60 @@ async fn child(
     }
     Ok(Step {
         exit_code: code,
-        wall_ms: wall.as_secs_f64() * 1000.0,
-        peak_rss_mb: rss_kib as f64 / 1024.0,
+        wall_ms: measured.wall_ms,
+        peak_rss_mb: measured.max_rss_kib as f64 / 1024.0,
         kube_requests: kube.total,
         proxmox_requests: pve.total,
     })
+}
+
+/// What `clusterproof bench-child` measured of its command.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct Measured {
+    exit_code: i32,
+    /// From spawning the command to reaping it.
+    wall_ms: f64,
+    /// `ru_maxrss` of the command (`wait4`), KiB.
+    max_rss_kib: i64,
+}
+
+/// `clusterproof bench-child --report FILE -- COMMAND…`: run COMMAND, wait for it with
+/// `wait4`, and write its exit code, wall time and peak RSS as JSON to FILE; exit with its
+/// exit code. The bench runs each measured child through it: this process is small when it
+/// spawns COMMAND, so COMMAND's `ru_maxrss` is its own.
+pub fn bench_child(report: &Path, command: &[String]) -> i32 {
+    let Some((program, args)) = command.split_first() else {
+        eprintln!("error: bench-child needs a command after --");
+        return harness::runner::exit::NOT_EVALUATED;
+    };
+    let started = Instant::now();
+    let child = match std::process::Command::new(program).args(args).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: bench-child: cannot start {program}: {e}");
+            return harness::runner::exit::NOT_EVALUATED;
+        }
+    };
+    let (exit_code, max_rss_kib) = match wait4(child.id()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: bench-child: waiting for {program}: {e}");
+            return harness::runner::exit::NOT_EVALUATED;
+        }
+    };
+    let m = Measured {
+        exit_code,
+        wall_ms: started.elapsed().as_secs_f64() * 1000.0,
+        max_rss_kib,
+    };
+    let written = serde_json::to_string(&m)
+        .map_err(std::io::Error::other)
+        .and_then(|j| std::fs::write(report, j));
+    if let Err(e) = written {
+        eprintln!("error: bench-child: writing {}: {e}", report.display());
+        return harness::runner::exit::NOT_EVALUATED;
+    }
+    exit_code
 }
 
 /// Reap `pid`: its exit code (128 + signal when killed) and peak RSS in KiB.

@@ -78,6 +78,21 @@ pub enum Command {
         after_help = "Example:\n  cargo run --release -- bench --nodes 5,50,500\n  clusterproof bench --nodes 5 --json"
     )]
     Bench(crate::bench::BenchArgs),
+    /// Run a command and write its exit code, wall time and peak RSS (`wait4`) as JSON to
+    /// FILE: how the bench runs the children it measures (see `src/bench.rs`).
+    #[command(
+        name = "bench-child",
+        hide = true,
+        after_help = "Example:\n  clusterproof bench-child --report m.json -- clusterproof verify --lab lab.toml"
+    )]
+    BenchChild {
+        /// Where the measurement goes.
+        #[arg(long, value_name = "FILE")]
+        report: PathBuf,
+        /// The command and its arguments (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -41,6 +41,9 @@ fn main() -> ExitCode {
         Command::Twin(TwinCommand::Faults) => twin_faults(),
         Command::Report { dir } => report(&dir),
         Command::Bench(a) => clusterproof::bench::main(a),
+        Command::BenchChild { report, command } => {
+            clusterproof::bench::bench_child(&report, &command)
+        }
         // Synchronous by design: the shim must not run inside an async runtime.
         Command::Twin(TwinCommand::Omnictl { args }) => {
             twin::omni::shim::main_with(args, twin::omni::shim::Env::from_process())

@@ -529,6 +529,21 @@ impl Outcome {
     }
 }
 
+/// A verdict's list of problems for its one-line message: all of them when there are at
+/// most `shown`, else the first `shown` and how many more (the whole list belongs in the
+/// evidence then — a 500-VM plan can have hundreds).
+pub fn first_of(items: &[String], shown: usize) -> String {
+    if items.len() <= shown {
+        items.join("; ")
+    } else {
+        format!(
+            "{}; … and {} more (each in the evidence)",
+            items[..shown].join("; "),
+            items.len() - shown
+        )
+    }
+}
+
 fn first_message(findings: &[Finding], sev: Severity) -> String {
     findings
         .iter()

@@ -103,16 +103,22 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     // storage → (bytes planned if shared) / per host (bytes planned if local)
     let mut shared_need: BTreeMap<String, u64> = BTreeMap::new();
     let mut local_need: BTreeMap<(String, String), u64> = BTreeMap::new();
-    let mut seen_class = Vec::new();
+    let mut seen_class = std::collections::BTreeSet::new();
+    // The VMs of one class with one pin pick the same storages: each group is evaluated
+    // once (500 VMs on 28 hosts would otherwise be 14 000 selector evaluations).
+    let mut groups: BTreeMap<(&str, &str, Option<&str>), u64> = BTreeMap::new();
     for vm in &vms {
-        let Some(sel) = vm
-            .selector
-            .as_deref()
-            .and_then(|s| StorageSelector::compile(s).ok())
-        else {
+        if let Some(sel) = vm.selector.as_deref() {
+            *groups
+                .entry((vm.class.as_str(), sel, vm.pin.as_deref()))
+                .or_default() += vm.disk;
+        }
+    }
+    for ((class, selector, pin), disk) in groups {
+        let Ok(sel) = StorageSelector::compile(selector) else {
             continue;
         };
-        let hosts: Vec<&String> = match &vm.pin {
+        let hosts: Vec<&String> = match pin {
             Some(p) => per_node.keys().filter(|k| *k == p).collect(),
             None => per_node.keys().collect(),
         };
@@ -126,16 +132,14 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
                 .iter()
                 .find(|s| s.storage == pick.name)
                 .expect("picked from this list");
-            let first_time = !seen_class.contains(&(vm.class.clone(), (*host).clone()));
-            if first_time {
-                seen_class.push((vm.class.clone(), (*host).clone()));
+            if seen_class.insert((class, host.as_str())) {
                 if !status.is_enabled() {
                     fails.push(format!(
-                        "storage {} (class {}) is disabled on {host}",
-                        status.storage, vm.class
+                        "storage {} (class {class}) is disabled on {host}",
+                        status.storage
                     ));
                 } else if !status.is_active() {
-                    fails.push(format!("storage {} (class {}) is not active on {host}: Proxmox cannot use it now (Ceph down? pool missing?)", status.storage, vm.class));
+                    fails.push(format!("storage {} (class {class}) is not active on {host}: Proxmox cannot use it now (Ceph down? pool missing?)", status.storage));
                 }
                 let conf_shared = config
                     .iter()
@@ -153,14 +157,14 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
         }
         if let Some((storage, shared)) = chosen_any {
             if shared {
-                *shared_need.entry(storage).or_default() += vm.disk;
+                *shared_need.entry(storage).or_default() += disk;
             } else {
                 // A local storage holds the disk of the host the VM lands on; count it against
                 // every host it could land on (worst case).
                 for host in &hosts {
                     *local_need
                         .entry(((*host).clone(), storage.clone()))
-                        .or_default() += vm.disk;
+                        .or_default() += disk;
                 }
             }
         }

@@ -133,7 +133,10 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     let (verdict, message) = if !fails.is_empty() {
         (
             Verdict::Fail,
-            format!("the planned VMs do not fit: {}", fails.join("; ")),
+            format!(
+                "the planned VMs do not fit: {}",
+                harness::scenario::first_of(&fails, 3)
+            ),
         )
     } else if !warns.is_empty() {
         (Verdict::Warn, warns.join("; "))
@@ -151,6 +154,9 @@ async fn run(cx: &Context) -> Result<Outcome, Outcome> {
     let mut o = Outcome::new(verdict, message)
         .metric("planned_memory", planned as f64, "bytes")
         .metric("free_memory_above_headroom", capacity as f64, "bytes");
+    if fails.len() > 3 {
+        evidence.extend(fails.iter().cloned());
+    }
     o.evidence = evidence;
     if verdict != Verdict::Pass {
         o.remediation = Some("lower `memory` in the machine classes, reduce the set sizes, pin VMs with `node` to hosts that have room, or free memory on the hosts".into());

@@ -259,14 +259,8 @@ async fn diagnose(
             stuck.len(),
             if hosts.is_empty() {
                 "check the Proxmox hosts' DNS settings".to_string()
-            } else if hosts.len() <= 3 {
-                hosts.join("; ")
             } else {
-                format!(
-                    "{}; … and {} more (each in the evidence)",
-                    hosts[..3].join("; "),
-                    hosts.len() - 3
-                )
+                harness::scenario::first_of(&hosts, 3)
             }
         );
         if hosts.len() > 3 {

@@ -252,7 +252,12 @@ async fn respond(
     };
     let gvr = rp.gvr.clone();
     match resource(sh, &method, rp, &q, &headers, &body, &format) {
-        Ok(Reply::Json(code, v)) if format != Format::Json && code < 300 => {
+        Ok(reply @ (Reply::Json(..) | Reply::List(..)))
+            if format != Format::Json && reply.code() < 300 =>
+        {
+            let Some((code, v)) = reply.into_value() else {
+                return error_response(&ApiError::new(500, "InternalError", "not a table"));
+            };
             let w = lock(&sh.world);
             match w.store.resource_type(&gvr) {
                 Ok(rt) => json_response(
@@ -263,6 +268,7 @@ async fn respond(
             }
         }
         Ok(Reply::Json(code, v)) => json_response(code, &v),
+        Ok(Reply::List(head, items)) => list_response(&head, &items),
         Ok(Reply::Watch(req)) => {
             let stream = watch::stream(Arc::clone(sh), *req);
             let mut resp = Response::new(Body::from_stream(stream));
@@ -310,7 +316,61 @@ fn parse_resource_path(group: &str, version: &str, rest: &[&str]) -> Option<ResP
 
 enum Reply {
     Json(u16, Value),
+    /// A list: its `apiVersion`, `kind` and `metadata`, and the stored items themselves
+    /// (shared, not copied: serialised after the world's lock is released).
+    List(Value, Vec<Arc<Value>>),
     Watch(Box<WatchRequest>),
+}
+
+impl Reply {
+    fn code(&self) -> u16 {
+        match self {
+            Reply::Json(code, _) => *code,
+            Reply::List(..) | Reply::Watch(_) => 200,
+        }
+    }
+
+    /// The list as one JSON value (what the Table conversion reads).
+    fn into_value(self) -> Option<(u16, Value)> {
+        match self {
+            Reply::Json(code, v) => Some((code, v)),
+            Reply::List(mut head, items) => {
+                head["items"] = Value::Array(items.iter().map(|o| (**o).clone()).collect());
+                Some((200, head))
+            }
+            Reply::Watch(_) => None,
+        }
+    }
+}
+
+/// A list's body, serialised from the shared items (keys in the order the twin's other JSON
+/// has them: sorted).
+fn list_response(head: &Value, items: &[Arc<Value>]) -> Response {
+    #[derive(serde::Serialize)]
+    struct ListBody<'a> {
+        #[serde(rename = "apiVersion")]
+        api_version: &'a Value,
+        items: &'a [Arc<Value>],
+        kind: &'a Value,
+        metadata: &'a Value,
+    }
+    let body = ListBody {
+        api_version: &head["apiVersion"],
+        items,
+        kind: &head["kind"],
+        metadata: &head["metadata"],
+    };
+    match serde_json::to_vec(&body) {
+        Ok(bytes) => {
+            let mut resp = Response::new(Body::from(bytes));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(e) => error_response(&ApiError::new(500, "InternalError", format!("encoding the list: {e}"))),
+    }
 }
 
 fn flag(q: &Q, key: &str) -> bool {
@@ -376,7 +436,7 @@ fn resource(
         (Method::GET, _) if watching => {
             watch_request(rt, ns_opt, name, q, format).map(|w| Reply::Watch(Box::new(w)))
         }
-        (Method::GET, None) => list(store, &rt, ns_opt, q).map(|v| Reply::Json(200, v)),
+        (Method::GET, None) => list(store, &rt, ns_opt, q),
         (Method::GET, Some(n)) => store
             .get(&rt.gvr, &ns, n)
             .map(|o| Reply::Json(200, (*o).clone()))
@@ -506,7 +566,7 @@ fn decode_continue(tok: &str) -> Result<(u64, String, String), ApiError> {
     }
 }
 
-fn list(store: &Store, rt: &ResourceType, ns: Option<&str>, q: &Q) -> Result<Value, ApiError> {
+fn list(store: &Store, rt: &ResourceType, ns: Option<&str>, q: &Q) -> Result<Reply, ApiError> {
     let f = filter(q, None)?;
     let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
         None => None,
@@ -557,10 +617,10 @@ fn list(store: &Store, rt: &ResourceType, ns: Option<&str>, q: &Q) -> Result<Val
             meta["remainingItemCount"] = json!(remaining);
         }
     }
-    let items: Vec<Value> = items.iter().map(|o| (**o).clone()).collect();
-    Ok(
-        json!({"apiVersion": rt.api_version(), "kind": rt.list_kind(), "metadata": meta, "items": items}),
-    )
+    Ok(Reply::List(
+        json!({"apiVersion": rt.api_version(), "kind": rt.list_kind(), "metadata": meta}),
+        items,
+    ))
 }
 
 fn watch_request(
