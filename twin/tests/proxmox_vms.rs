@@ -128,7 +128,12 @@ async fn a_vm_larger_than_its_hosts_ram_and_swap_does_not_start() {
     let (total, used) = (mem.total.unwrap(), mem.used.unwrap());
     let mib = |bytes: u64| bytes >> 20;
     let e = t
-        .create_vm(&req("huge", mib(total) * 2, r#"name == "local-lvm""#, Some("golf")))
+        .create_vm(&req(
+            "huge",
+            mib(total) * 2,
+            r#"name == "local-lvm""#,
+            Some("golf"),
+        ))
         .unwrap_err();
     assert_eq!(
         e,

@@ -369,7 +369,11 @@ fn list_response(head: &Value, items: &[Arc<Value>]) -> Response {
             );
             resp
         }
-        Err(e) => error_response(&ApiError::new(500, "InternalError", format!("encoding the list: {e}"))),
+        Err(e) => error_response(&ApiError::new(
+            500,
+            "InternalError",
+            format!("encoding the list: {e}"),
+        )),
     }
 }
 

@@ -440,9 +440,11 @@ impl Store {
     /// when a window of those types no longer reaches back to `rv` (it cannot tell).
     pub fn changed_since(&self, rv: u64, which: impl Fn(&Gvr) -> bool) -> bool {
         rv < self.compacted
-            || self.history.iter().filter(|(g, _)| which(g)).any(|(_, h)| {
-                h.after(rv).map_or(true, |start| start < h.events.len())
-            })
+            || self
+                .history
+                .iter()
+                .filter(|(g, _)| which(g))
+                .any(|(_, h)| h.after(rv).map_or(true, |start| start < h.events.len()))
     }
 
     /// Changes with every creation, deletion and `ownerReferences` change.
@@ -1002,7 +1004,11 @@ mod tests {
         assert_eq!(evs.len(), 2);
         s.compact();
         assert!(s.events_since(rv_a, all).is_err());
-        assert!(s.events_since(s.resource_version(), all).unwrap().is_empty());
+        assert!(
+            s.events_since(s.resource_version(), all)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -1025,7 +1031,11 @@ mod tests {
         assert!(s.changed_since(start, |g| *g == cms));
         // ...but they do push the oldest Secrets out of theirs (410 from there on).
         let oldest = s.events_since(start, |g| *g == secrets).unwrap_err();
-        assert_eq!(oldest, start + 8, "seven Secrets dropped after the ConfigMap's change");
+        assert_eq!(
+            oldest,
+            start + 8,
+            "seven Secrets dropped after the ConfigMap's change"
+        );
         assert!(s.events_since(start, |_| true).is_err());
         assert!(s.changed_since(start, |g| *g == secrets));
         // Several types come back in resourceVersion order.

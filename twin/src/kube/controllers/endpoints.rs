@@ -83,7 +83,10 @@ pub(crate) fn reconcile(store: &mut Store, st: &mut EndpointsSync) -> usize {
     let relevant = |g: &Gvr| {
         matches!(
             (g.group.as_str(), g.plural.as_str()),
-            ("", "services") | ("", "endpoints") | ("", "pods") | ("discovery.k8s.io", "endpointslices")
+            ("", "services")
+                | ("", "endpoints")
+                | ("", "pods")
+                | ("discovery.k8s.io", "endpointslices")
         )
     };
     let dirty = match st.synced.map(|rv| store.events_since(rv, relevant)) {
