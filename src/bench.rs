@@ -4,8 +4,8 @@
 //!
 //! For each size the bench starts a twin in-process and provisions it with `clusterproof
 //! provision` as a child process; then it runs `preflight` and `verify` as child processes
-//! (this very binary), reading each child's wall time, peak RSS (`wait4`) and the requests it
-//! sent (the twin's accounting, clients only). Detection latency: the bench causes node and
+//! (this very binary, through [`bench_child`]), reading each child's wall time, peak RSS
+//! (`wait4`) and the requests it sent (the twin's accounting, clients only). Detection latency: the bench causes node and
 //! pod Ready transitions on the twin and compares the twin's own timestamps
 //! ([`twin::kube::KubeTwin::transitions`]) with when a kube-runtime watcher — the harness's
 //! watch machinery, as the chaos observer uses it — recorded each one, and with when the real
@@ -416,6 +416,8 @@ async fn child(
     // `ru_maxrss` — Linux records the old address space's high-water mark at `execve`, and
     // a spawned child's old address space is this one's.
     let report = t.dir().join(format!("bench-{command}.measure.json"));
+    // Only this run's measurement may be read back.
+    let _ = std::fs::remove_file(&report);
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("bench-child")
         .arg("--report")
