@@ -581,7 +581,7 @@ fn list(store: &Store, rt: &ResourceType, ns: Option<&str>, q: &Q) -> Result<Rep
     let (list_rv, after) = match q.get("continue").filter(|c| !c.is_empty()) {
         Some(tok) => {
             let (rv, cns, cname) = decode_continue(tok)?;
-            if store.events_since(rv, |g| *g == rt.gvr).is_err() {
+            if store.window_reaches(rv, |g| *g == rt.gvr).is_err() {
                 return Err(ApiError::new(
                     410,
                     "Expired",

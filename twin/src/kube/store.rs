@@ -335,6 +335,19 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether a watch of the types `which` accepts may still start from `rv`: `Err(oldest)`
+    /// when `rv` is older than one of their windows (what [`Store::events_since`] would
+    /// answer, without copying the events).
+    pub fn window_reaches(&self, rv: u64, which: impl Fn(&Gvr) -> bool) -> Result<(), u64> {
+        if rv < self.compacted {
+            return Err(self.compacted);
+        }
+        self.history
+            .iter()
+            .filter(|(g, _)| which(g))
+            .try_for_each(|(_, h)| h.after(rv).map(|_| ()))
+    }
+
     /// A fresh suffix for `generateName` and controller-made names.
     pub fn name_suffix(&mut self, len: usize) -> String {
         const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -1037,6 +1050,8 @@ mod tests {
             "seven Secrets dropped after the ConfigMap's change"
         );
         assert!(s.events_since(start, |_| true).is_err());
+        assert_eq!(s.window_reaches(start, |g| *g == secrets), Err(oldest));
+        assert_eq!(s.window_reaches(start, |g| *g == cms), Ok(()));
         assert!(s.changed_since(start, |g| *g == secrets));
         // Several types come back in resourceVersion order.
         s.create(&cms, "default", cm("b"), false).unwrap();

@@ -128,7 +128,7 @@ impl WatchState {
             Some(rv) if !self.req.initial_events => {
                 self.last_rv = rv;
                 let gvr = &self.req.rt.gvr;
-                if let Err(oldest) = store.events_since(rv, |g| g == gvr) {
+                if let Err(oldest) = store.window_reaches(rv, |g| g == gvr) {
                     self.expire(rv, oldest);
                 }
             }
